@@ -1,0 +1,458 @@
+# Langevin Q-Learning (LQL): docs in README.md; paper: Ki, Ahn, Kim, Lee, arXiv 2602.07873 (2026)
+"""Langevin Q-Learning: an actor-free soft Q-learning baseline in one file.
+
+There is no actor. The soft policy is the Boltzmann law of the critic, pi(a|s) ∝ exp(Q(s, a) / w), whose score is
+grad_a Q(s, a) / w, so actions are drawn by unadjusted Langevin dynamics on the critic's action-gradient
+(spec, sections 1-2):
+
+    a_{k+1} = clip(a_k + (eps / 2) * grad_a Q(s, a_k) / w + sqrt(eps) * z_k, -1, 1),   z_k ~ N(0, I)
+
+started from Uniform[-1, 1]^d; the last of K iterates is the action. The same sampler draws a' for the TD target.
+
+`w` here is the TEMPERATURE (bigger w = more exploration, pi -> uniform as w -> inf). The authors' NC-LQL code
+instead multiplies a unit-normalised gradient by w_code = 500, i.e. it runs  a += (eps / 2) * w_code * g / ||g||.
+With `--grad-norm` this script does the same with w = 1 / w_code (0.002 for the authors' 500).
+
+Known limitation (the motivation for NC-LQL, see nclql_continuous_action.py): a single noise scale mixes slowly
+between separated modes of a non-concave Q, so the chains keep roughly the split of their uniform start.
+"""
+
+import os
+import random
+import time
+from dataclasses import asdict, dataclass
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import tyro
+from torch.utils.tensorboard import SummaryWriter
+
+
+@dataclass
+class Args:
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment (part of the run directory name)"""
+    seed: int = 1
+    """seed of the experiment (torch, numpy, random and the environments)"""
+    torch_deterministic: bool = True
+    """if toggled, sets `torch.backends.cudnn.deterministic=True` (reproducible CUDA kernels)"""
+    cuda: bool = False
+    """if toggled, runs on CUDA (fails clearly when no GPU is visible)"""
+    capture_video: bool = False
+    """if toggled, records videos of the first training environment under `videos/{run_name}`"""
+    compile: bool = False
+    """if toggled, compiles the critics' action-gradient, the Langevin hot path, with torch.compile (same numbers, faster)"""
+    save_model: bool = False
+    """if toggled, saves the critics and the Args to `runs/{run_name}/{exp_name}.cleanrl_model` at the end"""
+
+    # Algorithm specific arguments
+    env_id: str = "Walker2d-v4"
+    """the id of a gymnasium environment with a bounded Box action space"""
+    total_timesteps: int = 5_000_000
+    """total environment steps, summed over the parallel environments (authors: 5e6)"""
+    num_envs: int = 5
+    """number of parallel environments; one gradient update per vector step (authors: 5)"""
+    buffer_size: int = 1_000_000
+    """the replay memory size (transitions)"""
+    gamma: float = 0.99
+    """the discount factor"""
+    tau: float = 0.005
+    """the Polyak averaging rate of the target critics"""
+    batch_size: int = 256
+    """the minibatch size of each update"""
+    learning_starts: int = 30_000
+    """environment steps of uniform random actions before learning starts (authors: 30k)"""
+    learning_rate: float = 1e-4
+    """the Adam learning rate of the critics"""
+    reward_scale: float = 0.2
+    """rewards are multiplied by this in the TD target (authors: 0.2)"""
+    w: float = 0.1
+    """temperature of the soft policy pi ∝ exp(Q / w); bigger explores more"""
+    langevin_steps: int = 20
+    """Langevin steps K per action and per TD-target action (same critic-gradient budget as NC-LQL's L*T = 20)"""
+    step_size: float = 1e-2
+    """Langevin step size eps (constant; chosen by measurement, see README)"""
+    grad_norm: bool = False
+    """if toggled, unit-normalises the action-gradient per chain, as the authors' code does (then w = 1/w_code)"""
+    eval_frequency: int = 125_000
+    """evaluate every this many environment steps (0 disables periodic evaluation; a final one always runs)"""
+    eval_episodes: int = 10
+    """episodes per evaluation, run in parallel on separate environments"""
+    log_frequency: int = 100
+    """log losses and sampler diagnostics every this many updates"""
+
+
+def check_args(args: Args) -> None:
+    """Refuses bad input with a one-line message before anything is built."""
+    problems = []
+    if not args.w > 0:
+        problems.append(f"--w must be > 0 (the temperature of pi ∝ exp(Q/w)), got {args.w}")
+    if args.langevin_steps < 1:
+        problems.append(f"--langevin-steps must be >= 1, got {args.langevin_steps}")
+    if not args.step_size > 0:
+        problems.append(f"--step-size must be > 0, got {args.step_size}")
+    for name in ("total_timesteps", "num_envs", "buffer_size", "batch_size", "eval_episodes", "log_frequency"):
+        if getattr(args, name) < 1:
+            problems.append(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    for name in ("learning_starts", "eval_frequency"):
+        if getattr(args, name) < 0:
+            problems.append(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
+    if not 0 <= args.gamma <= 1:
+        problems.append(f"--gamma must be in [0, 1], got {args.gamma}")
+    if not 0 < args.tau <= 1:
+        problems.append(f"--tau must be in (0, 1], got {args.tau}")
+    if not args.learning_rate > 0:
+        problems.append(f"--learning-rate must be > 0, got {args.learning_rate}")
+    if args.cuda and not torch.cuda.is_available():
+        problems.append("--cuda was given but torch sees no CUDA device")
+    if problems:
+        raise SystemExit("error: " + "; ".join(problems))
+    try:
+        gym.spec(args.env_id)
+    except gym.error.Error as e:
+        raise SystemExit(f"error: unknown --env-id {args.env_id!r} ({e})") from None
+    probe = gym.make(args.env_id)
+    space = probe.action_space
+    probe.close()
+    if not isinstance(space, gym.spaces.Box):
+        raise SystemExit(f"error: {args.env_id} has a {type(space).__name__} action space; LQL needs a continuous Box")
+    if not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
+        raise SystemExit(f"error: {args.env_id} has an unbounded Box action space; LQL samples in a bounded box")
+
+
+def make_env(env_id, seed, idx, capture_video, run_name):
+    def thunk():
+        if capture_video and idx == 0:
+            env = gym.make(env_id, render_mode="rgb_array")
+            env = gym.wrappers.RecordVideo(env, f"videos/{run_name}")
+        else:
+            env = gym.make(env_id)
+        env.action_space.seed(seed + idx)
+        return env
+
+    return thunk
+
+
+def make_vector_env(env_id, seed, num_envs, capture_video=False, run_name=""):
+    # SAME_STEP autoreset: the true last observation of an ended episode is in infos["final_obs"], so no stored
+    # transition spans a reset (gymnasium 1.x; CleanRL's scripts mishandle the NEXT_STEP default).
+    envs = gym.vector.SyncVectorEnv(
+        [make_env(env_id, seed, i, capture_video, run_name) for i in range(num_envs)],
+        autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
+    )
+    return gym.wrappers.vector.RecordEpisodeStatistics(envs)
+
+
+def real_next_observations(next_obs, terminations, truncations, infos):
+    """s' of each transition: the returned observation, except for ended episodes, whose true last observation
+    gymnasium's SAME_STEP autoreset puts in infos["final_obs"] (the returned one already starts the next episode)."""
+    real_next_obs = next_obs.copy()
+    for i in np.flatnonzero(np.logical_or(terminations, truncations)):
+        real_next_obs[i] = infos["final_obs"][i]
+    return real_next_obs
+
+
+class ActionScaler:
+    """Maps sampler actions in [-1, 1]^d linearly to the environment's Box bounds (spec, section 1; no tanh)."""
+
+    def __init__(self, space: gym.spaces.Box):
+        self.low = space.low.astype(np.float64)
+        self.half_range = (space.high.astype(np.float64) - self.low) / 2
+
+    def __call__(self, actions: np.ndarray) -> np.ndarray:
+        return (self.low + (actions + 1) * self.half_range).astype(np.float32)
+
+
+# ALGO LOGIC: initialize agent here:
+def mish_and_derivative(z):
+    """mish(z) = z * tanh(softplus(z)) and its derivative from one exp: tanh(log(1 + e^z)) = n / (n + 2) with
+    n = e^z (e^z + 2). About 3x cheaper than torch's mish forward + backward on CPU; equal to float precision."""
+    e = torch.exp(z.clamp(max=20.0))  # beyond 20, tanh(softplus(z)) == 1 in float32
+    n = e * (e + 2)
+    tanh_softplus = n / (n + 2)
+    return z * tanh_softplus, tanh_softplus + z * (1 - tanh_softplus**2) * (e / (1 + e))
+
+
+class EnsembleLinear(nn.Module):
+    """`n_members` independent linear layers applied as one batched matmul: (E, N, in) -> (E, N, out)."""
+
+    def __init__(self, n_members, in_features, out_features, bias=True, fan_in=None):
+        super().__init__()
+        bound = 1 / np.sqrt(fan_in or in_features)  # nn.Linear's default init, per member
+        self.weight = nn.Parameter(torch.empty(n_members, in_features, out_features).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(n_members, 1, out_features).uniform_(-bound, bound)) if bias else None
+
+    def forward(self, x):
+        if self.bias is None:
+            return torch.matmul(x, self.weight)
+        return torch.matmul(x, self.weight) + self.bias  # (faster than baddbmm's broadcast bias on CPU)
+
+
+class CriticEnsemble(nn.Module):
+    """Two critics Q_i(s, a): concat(s, a) -> 3 x 256 mish -> 1 (spec, sections 2-3), evaluated as one ensemble.
+
+    The first layer is split into a state part and an action part so that the state's share, constant along a
+    Langevin chain, is computed once per chain rather than once per step (`state_features`)."""
+
+    def __init__(self, obs_dim, act_dim, n_critics=2, hidden_dim=256, n_hidden_layers=3):
+        super().__init__()
+        fan_in = obs_dim + act_dim
+        self.state_in = EnsembleLinear(n_critics, obs_dim, hidden_dim, fan_in=fan_in)
+        self.action_in = EnsembleLinear(n_critics, act_dim, hidden_dim, bias=False, fan_in=fan_in)
+        self.hidden = nn.ModuleList(EnsembleLinear(n_critics, hidden_dim, hidden_dim) for _ in range(n_hidden_layers - 1))
+        self.out = EnsembleLinear(n_critics, hidden_dim, 1)
+
+    def state_features(self, obs):
+        """(N, obs_dim) -> (E, N, hidden): the state's contribution to the first layer, bias included."""
+        return self.state_in(obs)
+
+    def q_from_features(self, features, actions):
+        """(E, N, hidden), (N, act_dim) -> (E, N) Q-values of every critic."""
+        h = F.mish(features + self.action_in(actions))
+        for layer in self.hidden:
+            h = F.mish(layer(h))
+        return self.out(h).squeeze(-1)
+
+    @torch.no_grad()
+    def mean_action_gradient(self, features, actions):
+        """grad_a of the critics' mean Q, by backpropagating through the MLP by hand: no autograd graph and no
+        parameter gradients at all, and about 2x faster than autograd (the Langevin loop's hot path)."""
+        h, slope = mish_and_derivative(features + self.action_in(actions))
+        slopes = [slope]
+        for layer in self.hidden:
+            h, slope = mish_and_derivative(layer(h))
+            slopes.append(slope)
+        grad = self.out.weight.transpose(1, 2) * slopes[-1]  # dQ_i/dh_last: (E, N, hidden)
+        for layer, slope in zip(reversed(self.hidden), reversed(slopes[:-1]), strict=True):
+            grad = torch.bmm(grad, layer.weight.transpose(1, 2)) * slope
+        return torch.matmul(grad, self.action_in.weight.transpose(1, 2)).mean(0)
+
+    def forward(self, obs, actions):
+        return self.q_from_features(self.state_features(obs), actions)
+
+
+def action_gradient(q_fn, actions):
+    """grad_a sum_n q_fn(a)_n = per-chain action-gradients. Only the actions require a gradient here, so autograd
+    computes no parameter gradients and leaves the critics' `.grad` untouched."""
+    with torch.enable_grad():
+        a = actions.detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(q_fn(a).sum(), a)
+    return grad
+
+
+def langevin_sample(q_fn, actions, w, n_steps, step_size, grad_norm=False, grad_fn=None):
+    """Unadjusted Langevin dynamics on pi ∝ exp(q_fn / w) in [-1, 1]^d (spec, section 1):
+    a <- clip(a + step_size/2 * g / w + sqrt(step_size) * z, -1, 1), g = grad_a q_fn(a) (unit-normalised per chain
+    when `grad_norm`). `actions` (N, d) are the starts of N independent chains; returns the last iterates.
+    `grad_fn(a)`, when given, supplies g directly (the critics' hand-written gradient) instead of autograd on q_fn."""
+    grad_fn = grad_fn or (lambda a: action_gradient(q_fn, a))
+    drift_scale = 0.5 * step_size / w
+    noise = torch.randn((n_steps, *actions.shape), device=actions.device, dtype=actions.dtype) * step_size**0.5
+    a = actions.detach()
+    for k in range(n_steps):
+        g = grad_fn(a)
+        if grad_norm:
+            g = g / (g.norm(dim=-1, keepdim=True) + 1e-8)
+        a = (a + drift_scale * g + noise[k]).clamp_(-1.0, 1.0)
+    return a
+
+
+def mean_critic(qf, obs):
+    """q_fn and grad_fn for the sampler: a -> mean over the critics of Q_i(s, a) (the mean keeps w the true
+    temperature) and its action-gradient. The state's features are computed once, not once per Langevin step."""
+    features = qf.state_features(obs)
+    q_fn = lambda actions: qf.q_from_features(features, actions).mean(0)
+    grad_fn = lambda actions: qf.mean_action_gradient(features, actions)
+    return q_fn, grad_fn
+
+
+def sample_actions(qf, obs, args):
+    """One action per state: a Langevin chain from Uniform[-1, 1]^d on the mean of the online critics."""
+    start = torch.rand(obs.shape[0], qf.action_in.weight.shape[1], device=obs.device) * 2 - 1
+    q_fn, grad_fn = mean_critic(qf, obs)
+    return langevin_sample(q_fn, start, args.w, args.langevin_steps, args.step_size, args.grad_norm, grad_fn)
+
+
+class ReplayBuffer:
+    """Uniform replay over preallocated tensors on the training device. Actions are stored in [-1, 1]^d; a
+    transition stores `terminated` only (a time-limit truncation still bootstraps, from the true final obs)."""
+
+    def __init__(self, capacity, obs_dim, act_dim, device):
+        self.capacity, self.device = capacity, device
+        self.obs = torch.zeros((capacity, obs_dim), dtype=torch.float32, device=device)
+        self.next_obs = torch.zeros((capacity, obs_dim), dtype=torch.float32, device=device)
+        self.actions = torch.zeros((capacity, act_dim), dtype=torch.float32, device=device)
+        self.rewards = torch.zeros(capacity, dtype=torch.float32, device=device)
+        self.terminations = torch.zeros(capacity, dtype=torch.float32, device=device)
+        self.pos, self.size = 0, 0
+
+    def add(self, obs, next_obs, actions, rewards, terminations):
+        """Adds a batch of n transitions (one per environment), overwriting the oldest when full."""
+        n = len(rewards)
+        idx = torch.arange(self.pos, self.pos + n, device=self.device) % self.capacity
+        for store, value in (
+            (self.obs, obs),
+            (self.next_obs, next_obs),
+            (self.actions, actions),
+            (self.rewards, rewards),
+            (self.terminations, terminations),
+        ):
+            store[idx] = torch.as_tensor(np.asarray(value), dtype=torch.float32).to(self.device)
+        self.pos = (self.pos + n) % self.capacity
+        self.size = min(self.size + n, self.capacity)
+
+    def sample(self, batch_size):
+        idx = torch.randint(0, self.size, (batch_size,), device=self.device)
+        return self.obs[idx], self.actions[idx], self.rewards[idx], self.next_obs[idx], self.terminations[idx]
+
+
+def td_update(qf, qf_target, optimizer, batch, args):
+    """One iteration (spec, section 2): a' ~ Langevin on the online critics at s', y = r * scale + gamma *
+    (1 - terminated) * min_i Q_i^targ(s', a'), one Adam step on the summed MSE, then the Polyak update."""
+    obs, actions, rewards, next_obs, terminations = batch
+    next_actions = sample_actions(qf, next_obs, args)
+    with torch.no_grad():
+        next_q = qf_target(next_obs, next_actions).min(0).values
+        td_target = args.reward_scale * rewards + args.gamma * (1 - terminations) * next_q
+    q_values = qf(obs, actions)
+    qf_losses = ((q_values - td_target) ** 2).mean(1)
+    optimizer.zero_grad()
+    qf_losses.sum().backward()
+    optimizer.step()
+    with torch.no_grad():
+        torch._foreach_lerp_(list(qf_target.parameters()), list(qf.parameters()), args.tau)  # fused Polyak update
+    return qf_losses.detach(), q_values.detach().mean(1), next_actions
+
+
+def sampler_diagnostics(qf, obs, sampled_actions):
+    """What a researcher watches: spread of sampled actions, action-gradient norm there, share of clipped coords."""
+    grad = mean_critic(qf, obs)[1](sampled_actions)
+    return {
+        "sampler/action_std": sampled_actions.std(0).mean(),
+        "sampler/grad_norm": grad.norm(dim=-1).mean(),
+        "sampler/clip_fraction": (sampled_actions.abs() >= 1.0).float().mean(),
+    }
+
+
+def evaluate(qf, env_id, n_episodes, seed, args, device):
+    """Returns of `n_episodes` episodes on fresh environments (one each, run in parallel), acting with the same
+    stochastic Langevin sampler as in training, as the authors' evaluation does."""
+    envs = gym.vector.SyncVectorEnv([make_env(env_id, seed, i, False, "") for i in range(n_episodes)])
+    envs = gym.wrappers.vector.RecordEpisodeStatistics(envs)
+    scaler = ActionScaler(envs.single_action_space)
+    returns = np.full(n_episodes, np.nan)
+    obs, _ = envs.reset(seed=seed)
+    while np.isnan(returns).any():
+        actions = sample_actions(qf, torch.as_tensor(obs, dtype=torch.float32, device=device), args)
+        obs, _, _, _, infos = envs.step(scaler(actions.cpu().numpy()))
+        if "episode" in infos:
+            for i in np.flatnonzero(infos["_episode"]):
+                if np.isnan(returns[i]):
+                    returns[i] = infos["episode"]["r"][i]
+    envs.close()
+    return returns
+
+
+def train(args: Args):
+    check_args(args)
+    run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    device = torch.device("cuda" if args.cuda else "cpu")
+
+    writer = SummaryWriter(f"runs/{run_name}")
+    writer.add_text(
+        "hyperparameters",
+        "|param|value|\n|-|-|\n" + "\n".join(f"|{key}|{value}|" for key, value in vars(args).items()),
+    )
+    envs = make_vector_env(args.env_id, args.seed, args.num_envs, args.capture_video, run_name)
+    try:
+        obs_dim = int(np.prod(envs.single_observation_space.shape))
+        act_dim = int(np.prod(envs.single_action_space.shape))
+        scaler = ActionScaler(envs.single_action_space)
+        qf = CriticEnsemble(obs_dim, act_dim).to(device)
+        qf_target = CriticEnsemble(obs_dim, act_dim).to(device)
+        qf_target.load_state_dict(qf.state_dict())
+        qf_target.requires_grad_(False)
+        if args.compile:  # one graph per batch shape (acting, TD targets, evaluation): no dynamic-shape slowdown
+            qf.mean_action_gradient = torch.compile(qf.mean_action_gradient, dynamic=False)
+        optimizer = torch.optim.Adam(qf.parameters(), lr=args.learning_rate)
+        rb = ReplayBuffer(args.buffer_size, obs_dim, act_dim, device)
+
+        # TRY NOT TO MODIFY: start the game
+        start_time = last_print = time.time()
+        obs, _ = envs.reset(seed=args.seed)
+        recent_returns, n_updates, global_step = [], 0, 0
+        next_eval = args.eval_frequency or None
+        n_iterations = -(-args.total_timesteps // args.num_envs)
+        for iteration in range(n_iterations):
+            global_step += args.num_envs  # env steps, not vector steps (CleanRL #465)
+            # ALGO LOGIC: put action logic here
+            if global_step <= args.learning_starts:
+                actions = torch.rand(args.num_envs, act_dim, device=device) * 2 - 1
+            else:
+                actions = sample_actions(qf, torch.as_tensor(obs, dtype=torch.float32, device=device), args)
+            actions = actions.cpu().numpy()
+
+            # TRY NOT TO MODIFY: execute the game and log data.
+            next_obs, rewards, terminations, truncations, infos = envs.step(scaler(actions))
+            if "episode" in infos:
+                for i in np.flatnonzero(infos["_episode"]):  # every finished env, not only the first (CleanRL #481)
+                    episodic_return = float(infos["episode"]["r"][i])
+                    recent_returns = (recent_returns + [episodic_return])[-10:]
+                    writer.add_scalar("charts/episodic_return", episodic_return, global_step)
+                    writer.add_scalar("charts/episodic_length", int(infos["episode"]["l"][i]), global_step)
+            rb.add(obs, real_next_observations(next_obs, terminations, truncations, infos), actions, rewards, terminations)
+            obs = next_obs
+
+            # ALGO LOGIC: training.
+            if global_step > args.learning_starts:
+                batch = rb.sample(args.batch_size)
+                qf_losses, qf_values, next_actions = td_update(qf, qf_target, optimizer, batch, args)
+                n_updates += 1
+                if n_updates % args.log_frequency == 0:
+                    sps = int(global_step / (time.time() - start_time))
+                    for i in range(2):
+                        writer.add_scalar(f"losses/qf{i + 1}_values", qf_values[i].item(), global_step)
+                        writer.add_scalar(f"losses/qf{i + 1}_loss", qf_losses[i].item(), global_step)
+                    writer.add_scalar("losses/qf_loss", qf_losses.sum().item() / 2, global_step)
+                    for key, value in sampler_diagnostics(qf, batch[3], next_actions).items():
+                        writer.add_scalar(key, value.item(), global_step)
+                    writer.add_scalar("charts/SPS", sps, global_step)
+
+            if next_eval is not None and global_step >= next_eval:
+                next_eval += args.eval_frequency
+                eval_returns = evaluate(qf, args.env_id, args.eval_episodes, args.seed + 10_000, args, device)
+                writer.add_scalar("eval/episodic_return", eval_returns.mean(), global_step)
+                print(f"global_step={global_step}, eval_return={eval_returns.mean():.1f} ± {eval_returns.std():.1f}")
+            if time.time() - last_print > 10 or iteration == n_iterations - 1:
+                last_print = time.time()
+                sps = global_step / (last_print - start_time)
+                recent = f"{np.mean(recent_returns):.1f}" if recent_returns else "n/a"
+                left = (args.total_timesteps - global_step) / max(sps, 1e-9)
+                print(
+                    f"global_step={global_step}/{args.total_timesteps}, recent_return={recent}, "
+                    f"SPS={sps:.0f}, updates={n_updates}, time_left={left / 60:.1f}min",
+                    flush=True,
+                )
+
+        eval_returns = evaluate(qf, args.env_id, args.eval_episodes, args.seed + 10_000, args, device)
+        writer.add_scalar("eval/episodic_return", eval_returns.mean(), global_step)
+        print(f"global_step={global_step}, final eval_return={eval_returns.mean():.1f} ± {eval_returns.std():.1f}")
+        if args.save_model:
+            model_path = f"runs/{run_name}/{args.exp_name}.cleanrl_model"
+            torch.save({"args": asdict(args), "qf": qf.state_dict(), "qf_target": qf_target.state_dict()}, model_path)
+            print(f"model saved to {model_path}")
+    finally:
+        envs.close()
+        writer.close()
+    return qf, f"runs/{run_name}"
+
+
+if __name__ == "__main__":
+    train(tyro.cli(Args))

@@ -1,0 +1,551 @@
+# Noise-Conditioned Langevin Q-Learning (NC-LQL): docs in README.md; paper: Ki, Ahn, Kim, Lee, arXiv 2602.07873 (2026)
+"""Noise-Conditioned Langevin Q-Learning: actor-free online RL by annealed Langevin sampling of the critic, one file.
+
+There is no actor. The soft policy is the Boltzmann law of the critic, pi(a|s) ∝ exp(Q(s, a) / w), whose score is
+grad_a Q(s, a) / w, so actions are drawn by Langevin dynamics on the critic's action-gradient (spec, section 1).
+Plain Langevin mixes slowly between separated modes of Q; NC-LQL (spec, section 3) also learns Gaussian-smoothed
+critics Q(s, ., l) ≈ E_eps[Q(s, . + sigma_l eps)] for a geometric ladder sigma_0 = sigma_max > ... > sigma_{L-1} =
+sigma_min, and anneals through them, coarse to fine, with step sizes alpha_l = step_size * (sigma_l / sigma_min)^2:
+
+    a ~ Uniform[-1, 1]^d
+    for l = 0 .. L-1, T times:  a <- clip(a + (alpha_l / 2) * grad_a Qbar(s, a, l) / w + sqrt(alpha_l) * z, -1, 1)
+
+where Qbar is the mean of the two critics; level L-1 is the "clean" critic used for TD learning.
+Every action and every TD-target action costs L * T = 20 critic-gradient evaluations.
+
+`w` here is the TEMPERATURE (bigger w = more exploration). The authors' code instead multiplies a unit-normalised
+gradient of the SUM of both critics by w_code = 500, i.e. a += (alpha / 2) * w_code * g / ||g||. Normalisation
+makes the critic's scale irrelevant, so with `--grad-norm` this script runs exactly that update with
+w = 1 / w_code = 0.002. Without `--grad-norm` (the default, chosen by measurement: see README) w is a true
+temperature of exp(Q / w) at the clean level.
+"""
+
+import os
+import random
+import time
+from dataclasses import asdict, dataclass
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import tyro
+from torch.utils.tensorboard import SummaryWriter
+
+
+@dataclass
+class Args:
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment (part of the run directory name)"""
+    seed: int = 1
+    """seed of the experiment (torch, numpy, random and the environments)"""
+    torch_deterministic: bool = True
+    """if toggled, sets `torch.backends.cudnn.deterministic=True` (reproducible CUDA kernels)"""
+    cuda: bool = False
+    """if toggled, runs on CUDA (fails clearly when no GPU is visible)"""
+    capture_video: bool = False
+    """if toggled, records videos of the first training environment under `videos/{run_name}`"""
+    compile: bool = False
+    """if toggled, compiles the critics' action-gradient, the Langevin hot path, with torch.compile (same numbers, faster)"""
+    save_model: bool = False
+    """if toggled, saves the critics and the Args to `runs/{run_name}/{exp_name}.cleanrl_model` at the end"""
+
+    # Algorithm specific arguments
+    env_id: str = "Walker2d-v4"
+    """the id of a gymnasium environment with a bounded Box action space"""
+    total_timesteps: int = 5_000_000
+    """total environment steps, summed over the parallel environments (authors: 5e6)"""
+    num_envs: int = 5
+    """number of parallel environments; one gradient update per vector step (authors: 5)"""
+    buffer_size: int = 1_000_000
+    """the replay memory size (transitions)"""
+    gamma: float = 0.99
+    """the discount factor"""
+    tau: float = 0.005
+    """the Polyak averaging rate of the target critics"""
+    batch_size: int = 256
+    """the minibatch size of each update"""
+    learning_starts: int = 30_000
+    """environment steps of uniform random actions before learning starts (authors: 30k)"""
+    learning_rate: float = 1e-4
+    """the Adam learning rate of the critics"""
+    reward_scale: float = 0.2
+    """rewards are multiplied by this in the TD target (authors: 0.2)"""
+    w: float = 0.1
+    """temperature of the soft policy pi ∝ exp(Q / w); bigger explores more (authors' w_code = 500 is 1/w with --grad-norm)"""
+    num_levels: int = 10
+    """number L of noise levels (authors: 10)"""
+    sigma_max: float = 0.1
+    """largest noise level sigma_0 (authors: 0.1)"""
+    sigma_min: float = 0.001
+    """smallest noise level sigma_{L-1}, the clean critic's (authors: 0.001)"""
+    steps_per_level: int = 2
+    """Langevin steps T at each noise level (authors: 2)"""
+    step_size: float = 1e-4
+    """Langevin step size at the clean level; level l uses step_size * (sigma_l / sigma_min)^2 (authors: 1e-4)"""
+    grad_norm: bool = False
+    """if toggled, unit-normalises the action-gradient per chain, as the authors' code does (then w = 1/w_code)"""
+    num_particles: int = 1
+    """chains per state; the action is the one with the highest min_i Q_i at the clean level (authors: 1)"""
+    eval_frequency: int = 125_000
+    """evaluate every this many environment steps (0 disables periodic evaluation; a final one always runs)"""
+    eval_episodes: int = 10
+    """episodes per evaluation, run in parallel on separate environments"""
+    log_frequency: int = 100
+    """log losses and sampler diagnostics every this many updates"""
+
+
+def check_args(args: Args) -> None:
+    """Refuses bad input with a one-line message before anything is built."""
+    problems = []
+    if not args.w > 0:
+        problems.append(f"--w must be > 0 (the temperature of pi ∝ exp(Q/w)), got {args.w}")
+    if args.num_levels < 1:
+        problems.append(f"--num-levels must be >= 1, got {args.num_levels}")
+    if not 0 < args.sigma_min:
+        problems.append(f"--sigma-min must be > 0, got {args.sigma_min}")
+    if args.num_levels > 1 and not args.sigma_max > args.sigma_min:
+        problems.append(f"--sigma-max ({args.sigma_max}) must be > --sigma-min ({args.sigma_min}) when --num-levels > 1")
+    if args.steps_per_level < 1:
+        problems.append(f"--steps-per-level must be >= 1, got {args.steps_per_level}")
+    if not args.step_size > 0:
+        problems.append(f"--step-size must be > 0, got {args.step_size}")
+    for name in (
+        "total_timesteps",
+        "num_envs",
+        "buffer_size",
+        "batch_size",
+        "eval_episodes",
+        "log_frequency",
+        "num_particles",
+    ):
+        if getattr(args, name) < 1:
+            problems.append(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    for name in ("learning_starts", "eval_frequency"):
+        if getattr(args, name) < 0:
+            problems.append(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
+    if not 0 <= args.gamma <= 1:
+        problems.append(f"--gamma must be in [0, 1], got {args.gamma}")
+    if not 0 < args.tau <= 1:
+        problems.append(f"--tau must be in (0, 1], got {args.tau}")
+    if not args.learning_rate > 0:
+        problems.append(f"--learning-rate must be > 0, got {args.learning_rate}")
+    if args.cuda and not torch.cuda.is_available():
+        problems.append("--cuda was given but torch sees no CUDA device")
+    if problems:
+        raise SystemExit("error: " + "; ".join(problems))
+    try:
+        gym.spec(args.env_id)
+    except gym.error.Error as e:
+        raise SystemExit(f"error: unknown --env-id {args.env_id!r} ({e})") from None
+    probe = gym.make(args.env_id)
+    space = probe.action_space
+    probe.close()
+    if not isinstance(space, gym.spaces.Box):
+        raise SystemExit(f"error: {args.env_id} has a {type(space).__name__} action space; NC-LQL needs a continuous Box")
+    if not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
+        raise SystemExit(f"error: {args.env_id} has an unbounded Box action space; NC-LQL samples in a bounded box")
+
+
+def make_env(env_id, seed, idx, capture_video, run_name):
+    def thunk():
+        if capture_video and idx == 0:
+            env = gym.make(env_id, render_mode="rgb_array")
+            env = gym.wrappers.RecordVideo(env, f"videos/{run_name}")
+        else:
+            env = gym.make(env_id)
+        env.action_space.seed(seed + idx)
+        return env
+
+    return thunk
+
+
+def make_vector_env(env_id, seed, num_envs, capture_video=False, run_name=""):
+    # SAME_STEP autoreset: the true last observation of an ended episode is in infos["final_obs"], so no stored
+    # transition spans a reset (gymnasium 1.x; CleanRL's scripts mishandle the NEXT_STEP default).
+    envs = gym.vector.SyncVectorEnv(
+        [make_env(env_id, seed, i, capture_video, run_name) for i in range(num_envs)],
+        autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
+    )
+    return gym.wrappers.vector.RecordEpisodeStatistics(envs)
+
+
+def real_next_observations(next_obs, terminations, truncations, infos):
+    """s' of each transition: the returned observation, except for ended episodes, whose true last observation
+    gymnasium's SAME_STEP autoreset puts in infos["final_obs"] (the returned one already starts the next episode)."""
+    real_next_obs = next_obs.copy()
+    for i in np.flatnonzero(np.logical_or(terminations, truncations)):
+        real_next_obs[i] = infos["final_obs"][i]
+    return real_next_obs
+
+
+class ActionScaler:
+    """Maps sampler actions in [-1, 1]^d linearly to the environment's Box bounds (spec, section 1; no tanh)."""
+
+    def __init__(self, space: gym.spaces.Box):
+        self.low = space.low.astype(np.float64)
+        self.half_range = (space.high.astype(np.float64) - self.low) / 2
+
+    def __call__(self, actions: np.ndarray) -> np.ndarray:
+        return (self.low + (actions + 1) * self.half_range).astype(np.float32)
+
+
+# ALGO LOGIC: initialize agent here:
+def mish_and_derivative(z):
+    """mish(z) = z * tanh(softplus(z)) and its derivative from one exp: tanh(log(1 + e^z)) = n / (n + 2) with
+    n = e^z (e^z + 2). About 3x cheaper than torch's mish forward + backward on CPU; equal to float precision."""
+    e = torch.exp(z.clamp(max=20.0))  # beyond 20, tanh(softplus(z)) == 1 in float32
+    n = e * (e + 2)
+    tanh_softplus = n / (n + 2)
+    return z * tanh_softplus, tanh_softplus + z * (1 - tanh_softplus**2) * (e / (1 + e))
+
+
+class EnsembleLinear(nn.Module):
+    """`n_members` independent linear layers applied as one batched matmul: (E, N, in) -> (E, N, out)."""
+
+    def __init__(self, n_members, in_features, out_features, bias=True, fan_in=None):
+        super().__init__()
+        bound = 1 / np.sqrt(fan_in or in_features)  # nn.Linear's default init, per member
+        self.weight = nn.Parameter(torch.empty(n_members, in_features, out_features).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(n_members, 1, out_features).uniform_(-bound, bound)) if bias else None
+
+    def forward(self, x):
+        if self.bias is None:
+            return torch.matmul(x, self.weight)
+        return torch.matmul(x, self.weight) + self.bias  # (faster than baddbmm's broadcast bias on CPU)
+
+
+def noise_levels(sigma_max, sigma_min, num_levels):
+    """Geometric ladder sigma_0 = sigma_max > ... > sigma_{L-1} = sigma_min (spec, section 3); [sigma_min] if L = 1."""
+    if num_levels == 1:
+        return torch.tensor([sigma_min], dtype=torch.float64)
+    return torch.logspace(np.log10(sigma_max), np.log10(sigma_min), num_levels, dtype=torch.float64)
+
+
+def sinusoidal_embedding(levels, dim=16):
+    """(N,) integer levels -> (N, dim) sin/cos features at geometric frequencies, as diffusion models embed time."""
+    freqs = torch.exp(-np.log(10_000.0) * torch.arange(dim // 2, device=levels.device) / (dim // 2))
+    angles = levels.float()[:, None] * freqs
+    return torch.cat([angles.sin(), angles.cos()], dim=-1)
+
+
+class CriticEnsemble(nn.Module):
+    """Two noise-conditioned critics Q_i(s, a, l) (spec, section 3): the level goes through a 16-dim sinusoidal
+    embedding and Linear(32)-mish-Linear(16); concat(s, a, embedding) -> 3 x 256 mish -> 1. Evaluated as one ensemble.
+
+    The first layer is split into state, level and action parts, so that the parts constant along a Langevin chain
+    (the state's, and the level's at each level) are computed once per chain or level, not once per step."""
+
+    def __init__(self, obs_dim, act_dim, n_critics=2, hidden_dim=256, n_hidden_layers=3, embed_dim=16):
+        super().__init__()
+        self.embed_dim = embed_dim
+        self.level_mlp_in = EnsembleLinear(n_critics, embed_dim, 2 * embed_dim)
+        self.level_mlp_out = EnsembleLinear(n_critics, 2 * embed_dim, embed_dim)
+        fan_in = obs_dim + act_dim + embed_dim
+        self.state_in = EnsembleLinear(n_critics, obs_dim, hidden_dim, fan_in=fan_in)
+        self.level_in = EnsembleLinear(n_critics, embed_dim, hidden_dim, bias=False, fan_in=fan_in)
+        self.action_in = EnsembleLinear(n_critics, act_dim, hidden_dim, bias=False, fan_in=fan_in)
+        self.hidden = nn.ModuleList(EnsembleLinear(n_critics, hidden_dim, hidden_dim) for _ in range(n_hidden_layers - 1))
+        self.out = EnsembleLinear(n_critics, hidden_dim, 1)
+
+    def state_features(self, obs):
+        """(N, obs_dim) -> (E, N, hidden): the state's contribution to the first layer, bias included."""
+        return self.state_in(obs)
+
+    def level_features(self, levels):
+        """(N,) or (1,) integer levels -> (E, N, hidden): the level embedding's contribution to the first layer."""
+        embedding = self.level_mlp_out(F.mish(self.level_mlp_in(sinusoidal_embedding(levels, self.embed_dim))))
+        return self.level_in(embedding)
+
+    def q_from_features(self, features, actions):
+        """(E, N, hidden) state + level features, (N, act_dim) -> (E, N) Q-values of every critic."""
+        h = F.mish(features + self.action_in(actions))
+        for layer in self.hidden:
+            h = F.mish(layer(h))
+        return self.out(h).squeeze(-1)
+
+    @torch.no_grad()
+    def mean_action_gradient(self, features, actions):
+        """grad_a of the critics' mean Q, by backpropagating through the MLP by hand: no autograd graph and no
+        parameter gradients at all, and about 2x faster than autograd (the Langevin loop's hot path)."""
+        h, slope = mish_and_derivative(features + self.action_in(actions))
+        slopes = [slope]
+        for layer in self.hidden:
+            h, slope = mish_and_derivative(layer(h))
+            slopes.append(slope)
+        grad = self.out.weight.transpose(1, 2) * slopes[-1]  # dQ_i/dh_last: (E, N, hidden)
+        for layer, slope in zip(reversed(self.hidden), reversed(slopes[:-1]), strict=True):
+            grad = torch.bmm(grad, layer.weight.transpose(1, 2)) * slope
+        return torch.matmul(grad, self.action_in.weight.transpose(1, 2)).mean(0)
+
+    def forward(self, obs, actions, levels):
+        return self.q_from_features(self.state_features(obs) + self.level_features(levels), actions)
+
+
+def action_gradient(q_fn, actions):
+    """grad_a sum_n q_fn(a)_n = per-chain action-gradients. Only the actions require a gradient here, so autograd
+    computes no parameter gradients and leaves the critics' `.grad` untouched."""
+    with torch.enable_grad():
+        a = actions.detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(q_fn(a).sum(), a)
+    return grad
+
+
+def annealed_langevin_sample(q_fn, actions, w, sigmas, steps_per_level, step_size, grad_norm=False, grad_fn=None):
+    """Annealed Langevin dynamics (spec, section 3). `q_fn(actions, level)` maps (N, d) actions and a level index to N
+    values; `sigmas` decreases. Level l runs `steps_per_level` steps of size alpha_l = step_size * (sigmas[l] /
+    sigmas[-1])^2, each  a <- clip(a + alpha_l/2 * g / w + sqrt(alpha_l) * z, -1, 1)  with g = grad_a q_fn(a, l)
+    (unit-normalised per chain when `grad_norm`). `actions` (N, d) start N chains; returns the last iterates.
+    `grad_fn(a, level)`, when given, supplies g directly (the critics' hand-written gradient) instead of autograd."""
+    grad_fn = grad_fn or (lambda a, level: action_gradient(lambda x: q_fn(x, level), a))
+    sigmas = torch.as_tensor(sigmas, dtype=torch.float64)
+    alphas = (step_size * (sigmas / sigmas[-1]) ** 2).tolist()  # host floats: no device sync inside the loop
+    noise = torch.randn((len(alphas), steps_per_level, *actions.shape), device=actions.device, dtype=actions.dtype)
+    a = actions.detach()
+    for level, alpha in enumerate(alphas):
+        for t in range(steps_per_level):
+            g = grad_fn(a, level)
+            if grad_norm:
+                g = g / (g.norm(dim=-1, keepdim=True) + 1e-8)
+            a = (a + (0.5 * alpha / w) * g + alpha**0.5 * noise[level, t]).clamp_(-1.0, 1.0)
+    return a
+
+
+def mean_critic(qf, obs):
+    """q_fn and grad_fn for the sampler: (a, level) -> mean over the critics of Q_i(s, a, level) (the mean keeps w the
+    true temperature) and its action-gradient. State and level features are computed once per call and level."""
+    state_features = qf.state_features(obs)
+    level_features = {}
+
+    def features(level):
+        if level not in level_features:
+            with torch.no_grad():
+                level_tensor = torch.full((1,), level, dtype=torch.long, device=obs.device)
+                level_features[level] = state_features + qf.level_features(level_tensor)
+        return level_features[level]
+
+    q_fn = lambda actions, level: qf.q_from_features(features(level), actions).mean(0)
+    grad_fn = lambda actions, level: qf.mean_action_gradient(features(level), actions)
+    return q_fn, grad_fn
+
+
+def sample_actions(qf, obs, sigmas, args):
+    """One action per state: `num_particles` annealed chains from Uniform[-1, 1]^d on the mean of the online critics;
+    with several, the one with the highest min_i Q_i at the clean level is kept (as in the authors' code)."""
+    n_states, n_particles = obs.shape[0], args.num_particles
+    obs_per_chain = obs.repeat_interleave(n_particles, 0) if n_particles > 1 else obs
+    start = torch.rand(n_states * n_particles, qf.action_in.weight.shape[1], device=obs.device) * 2 - 1
+    q_fn, grad_fn = mean_critic(qf, obs_per_chain)
+    chains = annealed_langevin_sample(
+        q_fn, start, args.w, sigmas, args.steps_per_level, args.step_size, args.grad_norm, grad_fn
+    )
+    if n_particles == 1:
+        return chains
+    clean = torch.full((1,), len(sigmas) - 1, dtype=torch.long, device=obs.device)
+    with torch.no_grad():
+        score = qf(obs_per_chain, chains, clean).min(0).values.view(n_states, n_particles)
+    best = score.argmax(1) + torch.arange(n_states, device=obs.device) * n_particles
+    return chains[best]
+
+
+class ReplayBuffer:
+    """Uniform replay over preallocated tensors on the training device. Actions are stored in [-1, 1]^d; a
+    transition stores `terminated` only (a time-limit truncation still bootstraps, from the true final obs)."""
+
+    def __init__(self, capacity, obs_dim, act_dim, device):
+        self.capacity, self.device = capacity, device
+        self.obs = torch.zeros((capacity, obs_dim), dtype=torch.float32, device=device)
+        self.next_obs = torch.zeros((capacity, obs_dim), dtype=torch.float32, device=device)
+        self.actions = torch.zeros((capacity, act_dim), dtype=torch.float32, device=device)
+        self.rewards = torch.zeros(capacity, dtype=torch.float32, device=device)
+        self.terminations = torch.zeros(capacity, dtype=torch.float32, device=device)
+        self.pos, self.size = 0, 0
+
+    def add(self, obs, next_obs, actions, rewards, terminations):
+        """Adds a batch of n transitions (one per environment), overwriting the oldest when full."""
+        n = len(rewards)
+        idx = torch.arange(self.pos, self.pos + n, device=self.device) % self.capacity
+        for store, value in (
+            (self.obs, obs),
+            (self.next_obs, next_obs),
+            (self.actions, actions),
+            (self.rewards, rewards),
+            (self.terminations, terminations),
+        ):
+            store[idx] = torch.as_tensor(np.asarray(value), dtype=torch.float32).to(self.device)
+        self.pos = (self.pos + n) % self.capacity
+        self.size = min(self.size + n, self.capacity)
+
+    def sample(self, batch_size):
+        idx = torch.randint(0, self.size, (batch_size,), device=self.device)
+        return self.obs[idx], self.actions[idx], self.rewards[idx], self.next_obs[idx], self.terminations[idx]
+
+
+def nclql_update(qf, qf_target, optimizer, batch, sigmas, args):
+    """One training iteration exactly as the spec's section 3:
+    1. a' ~ annealed Langevin on the online critics at s'; y = scale * r + gamma * (1 - term) * min_i Q_i^targ(s', a', L-1);
+    2. TD step: Q_i(s, a, L-1) regresses onto y (one Adam step);
+    3. noise conditioning: l ~ U{0..L-2}, a~ = a + sigma_l * eps (unclipped), Q_i(s, a~, l) regresses onto the UPDATED
+       online critics' mean at (s, a, L-1) (a second Adam step), so Q(s, ., l) learns the sigma_l-smoothed clean critic;
+    4. Polyak update of the targets."""
+    obs, actions, rewards, next_obs, terminations = batch
+    n, clean_level = obs.shape[0], len(sigmas) - 1
+    clean = torch.full((1,), clean_level, dtype=torch.long, device=obs.device)
+    next_actions = sample_actions(qf, next_obs, sigmas, args)
+    with torch.no_grad():
+        next_q = qf_target(next_obs, next_actions, clean).min(0).values
+        td_target = args.reward_scale * rewards + args.gamma * (1 - terminations) * next_q
+    q_values = qf(obs, actions, clean)
+    qf_losses = ((q_values - td_target) ** 2).mean(1)
+    optimizer.zero_grad()
+    qf_losses.sum().backward()
+    optimizer.step()
+
+    nc_loss = torch.zeros((), device=obs.device)
+    if clean_level > 0:
+        levels = torch.randint(0, clean_level, (n,), device=obs.device)
+        noise_scale = sigmas.to(device=obs.device, dtype=actions.dtype)[levels]
+        perturbed = actions + noise_scale[:, None] * torch.randn_like(actions)
+        with torch.no_grad():
+            smoothed_target = qf(obs, actions, clean).mean(0)
+        nc_loss = ((qf(obs, perturbed, levels) - smoothed_target) ** 2).mean(1).sum()
+        optimizer.zero_grad()
+        nc_loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        torch._foreach_lerp_(list(qf_target.parameters()), list(qf.parameters()), args.tau)  # fused Polyak update
+    return qf_losses.detach(), q_values.detach().mean(1), nc_loss.detach(), next_actions
+
+
+def sampler_diagnostics(qf, obs, sampled_actions, clean_level):
+    """What a researcher watches: spread of sampled actions, clean action-gradient norm there, share of clipped coords."""
+    grad = mean_critic(qf, obs)[1](sampled_actions, clean_level)
+    return {
+        "sampler/action_std": sampled_actions.std(0).mean(),
+        "sampler/grad_norm": grad.norm(dim=-1).mean(),
+        "sampler/clip_fraction": (sampled_actions.abs() >= 1.0).float().mean(),
+    }
+
+
+def evaluate(qf, env_id, n_episodes, seed, sigmas, args, device):
+    """Returns of `n_episodes` episodes on fresh environments (one each, run in parallel), acting with the same
+    stochastic Langevin sampler as in training, as the authors' evaluation does."""
+    envs = gym.vector.SyncVectorEnv([make_env(env_id, seed, i, False, "") for i in range(n_episodes)])
+    envs = gym.wrappers.vector.RecordEpisodeStatistics(envs)
+    scaler = ActionScaler(envs.single_action_space)
+    returns = np.full(n_episodes, np.nan)
+    obs, _ = envs.reset(seed=seed)
+    while np.isnan(returns).any():
+        actions = sample_actions(qf, torch.as_tensor(obs, dtype=torch.float32, device=device), sigmas, args)
+        obs, _, _, _, infos = envs.step(scaler(actions.cpu().numpy()))
+        if "episode" in infos:
+            for i in np.flatnonzero(infos["_episode"]):
+                if np.isnan(returns[i]):
+                    returns[i] = infos["episode"]["r"][i]
+    envs.close()
+    return returns
+
+
+def train(args: Args):
+    check_args(args)
+    run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    device = torch.device("cuda" if args.cuda else "cpu")
+
+    writer = SummaryWriter(f"runs/{run_name}")
+    writer.add_text(
+        "hyperparameters",
+        "|param|value|\n|-|-|\n" + "\n".join(f"|{key}|{value}|" for key, value in vars(args).items()),
+    )
+    envs = make_vector_env(args.env_id, args.seed, args.num_envs, args.capture_video, run_name)
+    try:
+        obs_dim = int(np.prod(envs.single_observation_space.shape))
+        act_dim = int(np.prod(envs.single_action_space.shape))
+        scaler = ActionScaler(envs.single_action_space)
+        qf = CriticEnsemble(obs_dim, act_dim).to(device)
+        qf_target = CriticEnsemble(obs_dim, act_dim).to(device)
+        qf_target.load_state_dict(qf.state_dict())
+        qf_target.requires_grad_(False)
+        if args.compile:  # one graph per batch shape (acting, TD targets, evaluation): no dynamic-shape slowdown
+            qf.mean_action_gradient = torch.compile(qf.mean_action_gradient, dynamic=False)
+        optimizer = torch.optim.Adam(qf.parameters(), lr=args.learning_rate)
+        sigmas = noise_levels(args.sigma_max, args.sigma_min, args.num_levels).to(device)
+        rb = ReplayBuffer(args.buffer_size, obs_dim, act_dim, device)
+
+        # TRY NOT TO MODIFY: start the game
+        start_time = last_print = time.time()
+        obs, _ = envs.reset(seed=args.seed)
+        recent_returns, n_updates, global_step = [], 0, 0
+        next_eval = args.eval_frequency or None
+        n_iterations = -(-args.total_timesteps // args.num_envs)
+        for iteration in range(n_iterations):
+            global_step += args.num_envs  # env steps, not vector steps (CleanRL #465)
+            # ALGO LOGIC: put action logic here
+            if global_step <= args.learning_starts:
+                actions = torch.rand(args.num_envs, act_dim, device=device) * 2 - 1
+            else:
+                actions = sample_actions(qf, torch.as_tensor(obs, dtype=torch.float32, device=device), sigmas, args)
+            actions = actions.cpu().numpy()
+
+            # TRY NOT TO MODIFY: execute the game and log data.
+            next_obs, rewards, terminations, truncations, infos = envs.step(scaler(actions))
+            if "episode" in infos:
+                for i in np.flatnonzero(infos["_episode"]):  # every finished env, not only the first (CleanRL #481)
+                    episodic_return = float(infos["episode"]["r"][i])
+                    recent_returns = (recent_returns + [episodic_return])[-10:]
+                    writer.add_scalar("charts/episodic_return", episodic_return, global_step)
+                    writer.add_scalar("charts/episodic_length", int(infos["episode"]["l"][i]), global_step)
+            rb.add(obs, real_next_observations(next_obs, terminations, truncations, infos), actions, rewards, terminations)
+            obs = next_obs
+
+            # ALGO LOGIC: training.
+            if global_step > args.learning_starts:
+                batch = rb.sample(args.batch_size)
+                qf_losses, qf_values, nc_loss, next_actions = nclql_update(qf, qf_target, optimizer, batch, sigmas, args)
+                n_updates += 1
+                if n_updates % args.log_frequency == 0:
+                    sps = int(global_step / (time.time() - start_time))
+                    for i in range(2):
+                        writer.add_scalar(f"losses/qf{i + 1}_values", qf_values[i].item(), global_step)
+                        writer.add_scalar(f"losses/qf{i + 1}_loss", qf_losses[i].item(), global_step)
+                    writer.add_scalar("losses/qf_loss", qf_losses.sum().item() / 2, global_step)
+                    writer.add_scalar("losses/nc_loss", nc_loss.item() / 2, global_step)
+                    for key, value in sampler_diagnostics(qf, batch[3], next_actions, args.num_levels - 1).items():
+                        writer.add_scalar(key, value.item(), global_step)
+                    writer.add_scalar("charts/SPS", sps, global_step)
+
+            if next_eval is not None and global_step >= next_eval:
+                next_eval += args.eval_frequency
+                eval_returns = evaluate(qf, args.env_id, args.eval_episodes, args.seed + 10_000, sigmas, args, device)
+                writer.add_scalar("eval/episodic_return", eval_returns.mean(), global_step)
+                print(f"global_step={global_step}, eval_return={eval_returns.mean():.1f} ± {eval_returns.std():.1f}")
+            if time.time() - last_print > 10 or iteration == n_iterations - 1:
+                last_print = time.time()
+                sps = global_step / (last_print - start_time)
+                recent = f"{np.mean(recent_returns):.1f}" if recent_returns else "n/a"
+                left = (args.total_timesteps - global_step) / max(sps, 1e-9)
+                print(
+                    f"global_step={global_step}/{args.total_timesteps}, recent_return={recent}, "
+                    f"SPS={sps:.0f}, updates={n_updates}, time_left={left / 60:.1f}min",
+                    flush=True,
+                )
+
+        eval_returns = evaluate(qf, args.env_id, args.eval_episodes, args.seed + 10_000, sigmas, args, device)
+        writer.add_scalar("eval/episodic_return", eval_returns.mean(), global_step)
+        print(f"global_step={global_step}, final eval_return={eval_returns.mean():.1f} ± {eval_returns.std():.1f}")
+        if args.save_model:
+            model_path = f"runs/{run_name}/{args.exp_name}.cleanrl_model"
+            torch.save({"args": asdict(args), "qf": qf.state_dict(), "qf_target": qf_target.state_dict()}, model_path)
+            print(f"model saved to {model_path}")
+    finally:
+        envs.close()
+        writer.close()
+    return qf, f"runs/{run_name}"
+
+
+if __name__ == "__main__":
+    train(tyro.cli(Args))
