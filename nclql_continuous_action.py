@@ -382,16 +382,27 @@ class ReplayBuffer:
         return self.obs[idx], self.actions[idx], self.rewards[idx], self.next_obs[idx], self.terminations[idx]
 
 
+def noise_conditioning_loss(qf, obs, actions, sigmas):
+    """Spec, section 3, step 3: l ~ U{0..L-2}, a~ = a + sigma_l * eps (unclipped); each Q_i(s, a~, l) regresses onto the
+    online critics' mean at the clean level (no gradient), so Q(s, ., l) learns the sigma_l-smoothed clean critic.
+    Returns the sum over the critics of their mean squared errors."""
+    clean_level = len(sigmas) - 1
+    clean = torch.full((1,), clean_level, dtype=torch.long, device=obs.device)
+    levels = torch.randint(0, clean_level, (obs.shape[0],), device=obs.device)
+    perturbed = actions + sigmas.to(device=obs.device, dtype=actions.dtype)[levels, None] * torch.randn_like(actions)
+    with torch.no_grad():
+        smoothed_target = qf(obs, actions, clean).mean(0)
+    return ((qf(obs, perturbed, levels) - smoothed_target) ** 2).mean(1).sum()
+
+
 def nclql_update(qf, qf_target, optimizer, batch, sigmas, args):
     """One training iteration exactly as the spec's section 3:
     1. a' ~ annealed Langevin on the online critics at s'; y = scale * r + gamma * (1 - term) * min_i Q_i^targ(s', a', L-1);
     2. TD step: Q_i(s, a, L-1) regresses onto y (one Adam step);
-    3. noise conditioning: l ~ U{0..L-2}, a~ = a + sigma_l * eps (unclipped), Q_i(s, a~, l) regresses onto the UPDATED
-       online critics' mean at (s, a, L-1) (a second Adam step), so Q(s, ., l) learns the sigma_l-smoothed clean critic;
+    3. noise conditioning (`noise_conditioning_loss`) on the UPDATED online critics, a second Adam step;
     4. Polyak update of the targets."""
     obs, actions, rewards, next_obs, terminations = batch
-    n, clean_level = obs.shape[0], len(sigmas) - 1
-    clean = torch.full((1,), clean_level, dtype=torch.long, device=obs.device)
+    clean = torch.full((1,), len(sigmas) - 1, dtype=torch.long, device=obs.device)
     next_actions = sample_actions(qf, next_obs, sigmas, args)
     with torch.no_grad():
         next_q = qf_target(next_obs, next_actions, clean).min(0).values
@@ -403,13 +414,8 @@ def nclql_update(qf, qf_target, optimizer, batch, sigmas, args):
     optimizer.step()
 
     nc_loss = torch.zeros((), device=obs.device)
-    if clean_level > 0:
-        levels = torch.randint(0, clean_level, (n,), device=obs.device)
-        noise_scale = sigmas.to(device=obs.device, dtype=actions.dtype)[levels]
-        perturbed = actions + noise_scale[:, None] * torch.randn_like(actions)
-        with torch.no_grad():
-            smoothed_target = qf(obs, actions, clean).mean(0)
-        nc_loss = ((qf(obs, perturbed, levels) - smoothed_target) ** 2).mean(1).sum()
+    if len(sigmas) > 1:  # with one level NC-LQL is LQL: nothing to smooth
+        nc_loss = noise_conditioning_loss(qf, obs, actions, sigmas)  # on the critics just updated by the TD step
         optimizer.zero_grad()
         nc_loss.backward()
         optimizer.step()
@@ -473,7 +479,7 @@ def train(args: Args):
         if args.compile:  # one graph per batch shape (acting, TD targets, evaluation): no dynamic-shape slowdown
             qf.mean_action_gradient = torch.compile(qf.mean_action_gradient, dynamic=False)
         optimizer = torch.optim.Adam(qf.parameters(), lr=args.learning_rate)
-        sigmas = noise_levels(args.sigma_max, args.sigma_min, args.num_levels).to(device)
+        sigmas = noise_levels(args.sigma_max, args.sigma_min, args.num_levels)  # on the host: step sizes are floats
         rb = ReplayBuffer(args.buffer_size, obs_dim, act_dim, device)
 
         # TRY NOT TO MODIFY: start the game

@@ -1,0 +1,51 @@
+import os
+import sys
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+torch.set_num_threads(1)  # the tests' tensors are small: one thread is faster and steadier than two
+
+
+class CountdownEnv(gym.Env):
+    """A tiny env whose episode ends are known: obs = [episode index, step within episode]. Episode k (k = 0, 1, ...)
+    terminates after 3 steps when k is even; odd episodes run until the TimeLimit of 5 steps truncates them."""
+
+    observation_space = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
+    action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+    def __init__(self):
+        self.episode, self.t = -1, 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.episode, self.t = self.episode + 1, 0
+        return np.array([self.episode, 0], np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        terminated = self.episode % 2 == 0 and self.t == 3
+        return np.array([self.episode, self.t], np.float32), 1.0, terminated, False, {}
+
+
+gym.register("CountdownEnv-v0", entry_point=CountdownEnv, max_episode_steps=5)
+
+
+def read_scalars(run_dir):
+    """{tag: [(step, value), ...]} from a run's TensorBoard event files."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    accumulator = EventAccumulator(run_dir, size_guidance={"scalars": 0})
+    accumulator.Reload()
+    return {tag: [(e.step, e.value) for e in accumulator.Scalars(tag)] for tag in accumulator.Tags()["scalars"]}
+
+
+@pytest.fixture
+def in_tmp_dir(tmp_path, monkeypatch):
+    """Runs write runs/ under the working directory: keep them out of the repository."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path

@@ -1,0 +1,240 @@
+"""LQL: the Langevin sampler against analytic Boltzmann targets (spec, section 6), the replay buffer and gymnasium 1.x
+autoreset handling, a short training run, and refusal of bad input."""
+
+import subprocess
+import sys
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from conftest import ROOT, read_scalars
+
+import lql_continuous_action as lql
+
+
+def quadratic_q(mu, precision):
+    """Q(a) = -(a - mu)^T P (a - mu) / 2, whose Boltzmann law at temperature w is N(mu, w P^-1)."""
+    return lambda a: -0.5 * (((a - mu) @ precision) * (a - mu)).sum(-1)
+
+
+def ula_covariance(precision, w, eps):
+    """Stationary covariance of unadjusted Langevin on that quadratic: per eigen-direction lambda of P,
+    w / (lambda (1 - eps lambda / (4 w))) (spec, section 6)."""
+    lam, vectors = torch.linalg.eigh(precision.double())
+    return (vectors * (w / (lam * (1 - eps * lam / (4 * w))))) @ vectors.T
+
+
+def run_chains(q_fn, n_chains, dim, w, n_steps, eps, grad_norm=False, seed=0):
+    torch.manual_seed(seed)
+    start = torch.rand(n_chains, dim) * 2 - 1
+    return lql.langevin_sample(q_fn, start, w, n_steps, eps, grad_norm=grad_norm).double()
+
+
+def test_isotropic_quadratic_matches_boltzmann_with_known_step_bias():
+    mu, p, w, eps = torch.tensor([0.2, -0.3]), 10.0, 0.01, 1e-3  # eps p / (4 w) = 0.25: a 33% variance bias
+    samples = run_chains(quadratic_q(mu, p * torch.eye(2)), 20_000, 2, w, 200, eps)
+    expected_var = w / (p * (1 - eps * p / (4 * w)))
+    assert torch.allclose(samples.mean(0), mu.double(), atol=3e-3)
+    assert samples.var(0) == pytest.approx([expected_var] * 2, rel=0.05)
+    assert abs(samples.var(0).mean() - w / p) / (w / p) > 0.2  # the bias is real, so the formula is what matches
+
+
+def test_anisotropic_quadratic_matches_boltzmann_covariance():
+    mu, w, eps = torch.tensor([-0.1, 0.25]), 0.02, 2e-4
+    precision = torch.tensor([[40.0, 12.0], [12.0, 10.0]])
+    samples = run_chains(quadratic_q(mu, precision), 20_000, 2, w, 600, eps)
+    expected = ula_covariance(precision, w, eps)
+    assert torch.allclose(samples.mean(0), mu.double(), atol=4e-3)
+    assert torch.allclose(torch.cov(samples.T), expected, rtol=0.08, atol=2e-5)
+    assert torch.cov(samples.T)[0, 1] < 0  # the correlation of w P^-1 is recovered, not just the marginals
+
+
+def test_variance_is_proportional_to_temperature():
+    mu, p = torch.zeros(1), 20.0
+    variances = []
+    for w in (0.005, 0.01, 0.02):
+        eps = 0.1 * w  # eps / w fixed: same relative step bias, so var(w) / w must be constant
+        variances.append(run_chains(quadratic_q(mu, p * torch.eye(1)), 20_000, 1, w, 300, eps).var().item())
+    ratios = np.array(variances) / np.array([0.005, 0.01, 0.02])
+    assert ratios == pytest.approx([1 / (p * (1 - 0.1 * p / 4))] * 3, rel=0.05)
+
+
+def test_actions_stay_within_bounds_under_a_strong_outward_pull():
+    q_fn = quadratic_q(torch.tensor([3.0, -3.0, 0.0]), 50 * torch.eye(3))
+    samples = run_chains(q_fn, 4096, 3, 0.05, 30, 0.05)
+    assert samples.abs().max() <= 1.0
+    assert (samples[:, 0] == 1.0).float().mean() > 0.9 and (samples[:, 1] == -1.0).float().mean() > 0.9
+
+
+def test_grad_norm_has_its_own_laplace_like_stationary_law():
+    # With g / ||g||, the drift has constant speed: the stationary density is exp(-||a - mu|| / w) (spec, section 6).
+    # In 2-D the radius r = ||a - mu|| is then Gamma(2, w): E[r] = 2 w, Var[r] = 2 w^2.
+    mu, w, eps = torch.tensor([0.1, -0.1]), 0.05, 2e-4
+    samples = run_chains(quadratic_q(mu, 10 * torch.eye(2)), 8000, 2, w, 1500, eps, grad_norm=True)
+    r = (samples - mu.double()).norm(dim=-1)
+    assert r.mean().item() == pytest.approx(2 * w, rel=0.04)  # the Boltzmann law would give sqrt(pi w / 40) = 0.06
+    assert r.var().item() == pytest.approx(2 * w**2, rel=0.1)
+
+
+def mixture_q(means, weights, s, w):
+    """Q(a) = w log sum_k pi_k N(a; m_k, s^2): the Boltzmann law at temperature w is the mixture itself."""
+    means, log_weights = torch.tensor(means), torch.tensor(weights).log()
+
+    def q_fn(a):
+        log_components = -0.5 * ((a[:, None, :] - means) ** 2).sum(-1) / s**2
+        return w * torch.logsumexp(log_weights + log_components, dim=1)
+
+    return q_fn
+
+
+def test_single_scale_langevin_keeps_the_uniform_split_of_unequal_modes():
+    """The limitation the paper names: between separated modes, single-scale chains keep the split of their uniform
+    start (about 50/50) instead of the target's 80/20. NC-LQL's test shows the annealed sampler fixing this."""
+    w, s = 0.1, 0.08
+    q_fn = mixture_q([[-0.5], [0.5]], [0.8, 0.2], s, w)
+    samples = run_chains(q_fn, 10_000, 1, w, 200, 1e-3)
+    share_right = (samples[:, 0] > 0).double().mean().item()
+    assert abs(share_right - 0.5) < 0.05
+    assert abs(share_right - 0.2) > 0.25
+    left = samples[samples[:, 0] < 0, 0]
+    assert left.std().item() == pytest.approx(s, rel=0.15)  # each mode itself is sampled correctly
+
+
+def test_critic_gradient_matches_autograd_and_leaves_no_parameter_gradients():
+    torch.manual_seed(0)
+    qf = lql.CriticEnsemble(obs_dim=5, act_dim=3)
+    obs, actions = torch.randn(64, 5), torch.rand(64, 3) * 2 - 1
+    q_fn, grad_fn = lql.mean_critic(qf, obs)
+    assert torch.allclose(grad_fn(actions), lql.action_gradient(q_fn, actions), atol=1e-6)
+    assert torch.allclose(lql.mish_and_derivative(obs)[0], torch.nn.functional.mish(obs), atol=1e-6)
+    args = lql.Args(w=0.1, langevin_steps=5)
+    sampled = lql.sample_actions(qf, obs, args)
+    assert sampled.shape == (64, 3) and sampled.abs().max() <= 1 and not sampled.requires_grad
+    assert all(p.grad is None for p in qf.parameters())
+
+
+def test_compiled_gradient_gives_the_same_numbers():
+    torch.manual_seed(0)
+    qf = lql.CriticEnsemble(obs_dim=4, act_dim=2)
+    features, actions = qf.state_features(torch.randn(32, 4)).detach(), torch.rand(32, 2) * 2 - 1
+    compiled = torch.compile(qf.mean_action_gradient, dynamic=False)
+    assert torch.allclose(compiled(features, actions), qf.mean_action_gradient(features, actions), atol=1e-6)
+
+
+def test_replay_buffer_wraps_around_and_samples_stored_transitions():
+    rb = lql.ReplayBuffer(capacity=5, obs_dim=2, act_dim=1, device="cpu")
+    for step in range(4):  # 2 envs per step: 8 transitions into 5 slots
+        ids = np.array([2 * step, 2 * step + 1], dtype=np.float32)
+        rb.add(np.stack([ids, ids], 1), np.stack([ids + 0.5, ids], 1), ids[:, None] / 10, ids, ids % 2)
+    assert rb.size == 5 and rb.pos == 3
+    assert sorted(rb.rewards.tolist()) == [3.0, 4.0, 5.0, 6.0, 7.0]  # the oldest three were overwritten
+    obs, actions, rewards, next_obs, terminations = rb.sample(1000)
+    assert obs.shape == (1000, 2) and actions.shape == (1000, 1) and rewards.shape == (1000,)
+    assert set(rewards.tolist()) == {3.0, 4.0, 5.0, 6.0, 7.0}  # uniform over what is stored, nothing else
+    assert torch.equal(obs[:, 0], rewards) and torch.equal(next_obs[:, 0], rewards + 0.5)
+    assert torch.allclose(actions[:, 0], rewards / 10) and torch.equal(terminations, rewards % 2)
+
+
+def test_autoreset_transitions_bootstrap_truncations_and_never_span_a_reset():
+    envs = lql.make_vector_env("CountdownEnv-v0", seed=0, num_envs=2)
+    obs, _ = envs.reset(seed=0)
+    stored, episodes = [], []
+    for _ in range(40):
+        next_obs, _, terminations, truncations, infos = envs.step(np.zeros((2, 1), np.float32))
+        real_next = lql.real_next_observations(next_obs, terminations, truncations, infos)
+        stored += list(zip(obs, real_next, terminations, truncations, strict=True))
+        if "episode" in infos:
+            episodes += [int(infos["episode"]["l"][i]) for i in np.flatnonzero(infos["_episode"])]
+        obs = next_obs
+    envs.close()
+    for o, o_next, terminated, truncated in stored:
+        assert o_next[0] == o[0] and o_next[1] == o[1] + 1  # same episode, one step on: no transition spans a reset
+        even_episode = o[0] % 2 == 0
+        assert terminated == (even_episode and o_next[1] == 3)  # terminations only where the env terminated
+        assert truncated == (not even_episode and o_next[1] == 5)  # time-limit ends are truncations, not terminations
+    assert any(t for *_, t, _ in stored) and any(t for *_, t in stored)
+    assert set(episodes) == {3, 5}  # episode statistics are reported for every env's episodes
+
+
+def test_action_scaler_maps_the_unit_box_linearly_to_the_bounds():
+    scaler = lql.ActionScaler(gym.spaces.Box(np.array([-3.0, 0.0]), np.array([3.0, 2.0])))
+    out = scaler(np.array([[-1.0, -1.0], [0.0, 0.0], [1.0, 0.5]]))
+    assert np.allclose(out, [[-3.0, 0.0], [0.0, 1.0], [3.0, 1.5]])
+
+
+def short_run_args(**overrides):
+    settings = dict(
+        env_id="InvertedPendulum-v4",
+        total_timesteps=240,
+        num_envs=2,
+        learning_starts=120,
+        batch_size=32,
+        buffer_size=1000,
+        langevin_steps=4,
+        log_frequency=10,
+        eval_frequency=200,
+        eval_episodes=2,
+        seed=7,
+    )
+    settings.update(overrides)
+    return lql.Args(**settings)
+
+
+def test_short_training_run_updates_the_critics_and_logs(in_tmp_dir):
+    args = short_run_args(save_model=True)
+    torch.manual_seed(args.seed)
+    initial = lql.CriticEnsemble(4, 1)  # train() seeds torch, then builds its critic first: the same initial weights
+    qf, run_dir = lql.train(args)
+    changed = [not torch.equal(p, p0) for p, p0 in zip(qf.parameters(), initial.parameters(), strict=True)]
+    assert all(changed)  # every layer received gradient updates
+    scalars = read_scalars(run_dir)
+    for key in ["charts/episodic_return", "charts/episodic_length", "charts/SPS", "eval/episodic_return"] + [
+        f"losses/qf{i}_{kind}" for i in (1, 2) for kind in ("loss", "values")
+    ]:
+        assert key in scalars, key
+    assert len(scalars["losses/qf1_loss"]) == (240 - 120) // 2 // 10  # one update per vector step, logged every 10
+    assert {"sampler/action_std", "sampler/grad_norm", "sampler/clip_fraction"} <= set(scalars)
+    saved = torch.load(f"{run_dir}/{args.exp_name}.cleanrl_model")
+    assert saved["args"]["env_id"] == "InvertedPendulum-v4"
+    reloaded = lql.CriticEnsemble(4, 1)
+    reloaded.load_state_dict(saved["qf"])
+    assert all(torch.equal(a, b) for a, b in zip(reloaded.parameters(), qf.parameters(), strict=True))
+
+
+def test_same_seed_gives_the_same_numbers_on_cpu(in_tmp_dir):
+    first_qf, first_dir = lql.train(short_run_args(eval_frequency=0))
+    second_qf, second_dir = lql.train(short_run_args(eval_frequency=0, exp_name="again"))
+    assert all(torch.equal(a, b) for a, b in zip(first_qf.parameters(), second_qf.parameters(), strict=True))
+    first, second = read_scalars(first_dir), read_scalars(second_dir)
+    for key in ("losses/qf1_loss", "charts/episodic_return", "eval/episodic_return"):
+        assert first[key] == second[key]
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(w=0.0), "--w must be > 0"),
+        (dict(w=-1.0), "--w must be > 0"),
+        (dict(langevin_steps=0), "--langevin-steps must be >= 1"),
+        (dict(step_size=0.0), "--step-size must be > 0"),
+        (dict(num_envs=0), "--num-envs must be >= 1"),
+        (dict(env_id="NoSuchEnv-v0"), "unknown --env-id"),
+        (dict(env_id="CartPole-v1"), "Discrete action space"),
+    ],
+)
+def test_bad_input_is_refused_before_training(in_tmp_dir, overrides, message):
+    with pytest.raises(SystemExit) as refusal:
+        lql.train(short_run_args(**overrides))
+    assert message in str(refusal.value) and "\n" not in str(refusal.value)
+    assert not (in_tmp_dir / "runs").exists()  # refused before anything was written
+
+
+@pytest.mark.parametrize("cli_args", [["--env-id", "CartPole-v1"], ["--w", "-0.5"]])
+def test_cli_bad_input_exits_nonzero_with_one_line(in_tmp_dir, cli_args):
+    result = subprocess.run(
+        [sys.executable, f"{ROOT}/lql_continuous_action.py", *cli_args], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in result.stderr
