@@ -1,0 +1,226 @@
+"""NC-LQL: the annealed sampler against an exact noise-conditioned Gaussian-mixture target (spec, section 6), the
+noise-conditioning regression against Gaussian-smoothed functions, a short training run, and refusal of bad input."""
+
+import math
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import ROOT, read_scalars
+
+import lql_continuous_action as lql
+import nclql_continuous_action as nclql
+
+MODES, WEIGHTS, S, W = [[-0.5], [0.5]], [0.75, 0.25], 0.08, 0.1
+
+
+def noise_conditioned_mixture_q(means, weights, s, w, sigmas):
+    """Q(a, l) = w log sum_k pi_k N(a; m_k, (s^2 + sigma_l^2) I): the exact sigma_l-smoothing of the level-(L-1) law,
+    whose Boltzmann law at temperature w is the mixture itself (spec, section 6)."""
+    means, log_weights = torch.tensor(means), torch.tensor(weights).log()
+    variances = [s**2 + float(sigma) ** 2 for sigma in sigmas]
+
+    def q_fn(a, level):
+        var = variances[level]
+        log_components = -0.5 * ((a[:, None, :] - means) ** 2).sum(-1) / var - 0.5 * a.shape[1] * math.log(var)
+        return w * torch.logsumexp(log_weights + log_components, dim=1)
+
+    return q_fn
+
+
+def test_noise_levels_are_a_geometric_ladder():
+    sigmas = nclql.noise_levels(0.1, 0.001, 10)
+    assert len(sigmas) == 10 and sigmas[0] == pytest.approx(0.1) and sigmas[-1] == pytest.approx(0.001)
+    ratios = sigmas[1:] / sigmas[:-1]
+    assert torch.allclose(ratios, ratios[0].expand(9)) and ratios[0] < 1
+    assert nclql.noise_levels(0.1, 0.001, 1).tolist() == [0.001]
+
+
+def test_annealed_sampler_recovers_unequal_mode_weights_where_single_scale_does_not():
+    sigmas = nclql.noise_levels(1.0, 0.01, 10)  # sigma_max comparable to the distance between the modes
+    q_fn = noise_conditioned_mixture_q(MODES, WEIGHTS, S, W, sigmas)
+    torch.manual_seed(0)
+    start = torch.rand(10_000, 1) * 2 - 1
+    # Small steps, many of them: at step_size 1e-4 and 20 steps per level the unadjusted-Langevin bias widens the
+    # mid levels (alpha_l ~ their variance) and the split lands near 0.28 instead of 0.25.
+    annealed = nclql.annealed_langevin_sample(q_fn, start, W, sigmas, steps_per_level=200, step_size=2e-5)
+    single_scale = lql.langevin_sample(lambda a: q_fn(a, len(sigmas) - 1), start, W, 200, 1e-3)
+    share_right = (annealed[:, 0] > 0).float().mean().item()
+    assert share_right == pytest.approx(WEIGHTS[1], abs=0.02)
+    assert abs((single_scale[:, 0] > 0).float().mean().item() - WEIGHTS[1]) > 0.15
+    for mode, side in ((-0.5, annealed[:, 0] < 0), (0.5, annealed[:, 0] > 0)):
+        around_mode = annealed[side, 0]
+        assert around_mode.mean().item() == pytest.approx(mode, abs=0.01)
+        assert around_mode.std().item() == pytest.approx(math.sqrt(S**2 + 0.01**2), rel=0.06)
+
+
+def test_authors_narrow_schedule_cannot_cross_between_distant_modes():
+    """With sigma_max = 0.1 the widest smoothed critic still has separate modes 1.0 apart: the weights are not recovered
+    (the reason the bandit experiment uses a wider schedule)."""
+    sigmas = nclql.noise_levels(0.1, 0.001, 10)
+    q_fn = noise_conditioned_mixture_q(MODES, WEIGHTS, S, W, sigmas)
+    torch.manual_seed(0)
+    samples = nclql.annealed_langevin_sample(q_fn, torch.rand(10_000, 1) * 2 - 1, W, sigmas, 2, 1e-6)
+    assert abs((samples[:, 0] > 0).float().mean().item() - WEIGHTS[1]) > 0.1
+
+
+def test_level_step_sizes_follow_the_schedule():
+    """With a flat Q and no clipping, level l adds variance steps * step_size * (sigma_l / sigma_min)^2."""
+    sigmas = torch.tensor([0.04, 0.02, 0.01])
+    torch.manual_seed(0)
+    samples = nclql.annealed_langevin_sample(
+        lambda a, level: torch.zeros(a.shape[0]) + 0 * a.sum(-1), torch.zeros(50_000, 2), 1.0, sigmas, 3, 1e-5
+    )
+    expected_var = 3 * 1e-5 * (16 + 4 + 1)
+    assert samples.var(0).tolist() == pytest.approx([expected_var] * 2, rel=0.03)
+
+
+def smoothed_regression_target(f, grid, sigma, low=-1.0, high=1.0):
+    """The exact minimiser of E[(Q(a + sigma eps) - f(a))^2] for a ~ U[low, high]: E[f(a) | a + sigma eps = x]. Far from
+    the data's edges (more than ~3 sigma) it is the Gaussian smoothing E[f(x + sigma eps)]; near them it is truncated."""
+    a = torch.linspace(low, high, 4001, dtype=torch.float64)
+    kernel = torch.exp(-0.5 * ((grid[:, None].double() - a) / sigma) ** 2)
+    return (kernel * f(a)).sum(1) / kernel.sum(1)
+
+
+def test_noise_conditioning_regression_learns_gaussian_smoothed_critics():
+    """Fit Q(a, L-1) to f(a) = sin(3a) and train the other levels with the script's perturbation loss only: each level
+    must learn the sigma_l-smoothed f (spec, section 3), which for the small levels is sin(3a) exp(-9 sigma^2 / 2)."""
+    torch.manual_seed(0)
+    sigmas = nclql.noise_levels(0.4, 0.02, 4)
+    qf = nclql.CriticEnsemble(obs_dim=1, act_dim=1, hidden_dim=64)
+    optimizer = torch.optim.Adam(qf.parameters(), lr=2e-3)
+    obs, clean = torch.zeros(256, 1), torch.full((1,), 3)
+    for _ in range(1200):
+        actions = torch.rand(256, 1) * 2 - 1
+        clean_loss = ((qf(obs, actions, clean) - torch.sin(3 * actions[:, 0])) ** 2).mean(1).sum()
+        loss = clean_loss + nclql.noise_conditioning_loss(qf, obs, actions, sigmas)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    grid = torch.linspace(-0.9, 0.9, 73)
+    with torch.no_grad():
+        for level, sigma in enumerate(sigmas.tolist()):
+            learned = qf(torch.zeros(73, 1), grid[:, None], torch.full((73,), level)).mean(0).double()
+            target = smoothed_regression_target(torch.sin, 3 * grid, 3 * sigma, low=-3.0, high=3.0)  # f(a) = sin(3a)
+            assert (learned - target).abs().max().item() < 0.06, level
+            interior = grid.abs() <= 1 - 3 * sigma  # far enough from the data's edges for the two to agree
+            if interior.any():
+                gaussian_smoothed = torch.sin(3 * grid[interior]).double() * math.exp(-4.5 * sigma**2)
+                assert (learned[interior] - gaussian_smoothed).abs().max().item() < 0.06, level
+        widest = qf(torch.zeros(73, 1), grid[:, None], torch.full((73,), 0)).mean(0)
+        assert widest.abs().max().item() < 0.8 * torch.sin(3 * grid).abs().max().item()  # really smoothed, not copied
+
+
+def test_critic_gradient_matches_autograd_at_every_level_and_particles_pick_the_best():
+    torch.manual_seed(0)
+    qf = nclql.CriticEnsemble(obs_dim=5, act_dim=3)
+    obs, actions = torch.randn(16, 5), torch.rand(16, 3) * 2 - 1
+    q_fn, grad_fn = nclql.mean_critic(qf, obs)
+    for level in (0, 4, 9):
+        autograd = nclql.action_gradient(lambda a, level=level: q_fn(a, level), actions)
+        assert torch.allclose(grad_fn(actions, level), autograd, atol=1e-6)
+    sigmas = nclql.noise_levels(0.1, 0.001, 10)
+    args = nclql.Args(num_particles=8)
+    torch.manual_seed(1)
+    best = nclql.sample_actions(qf, obs, sigmas, args)
+    torch.manual_seed(1)  # the same 8 chains per state, all returned
+    all_chains = nclql.sample_actions(qf, obs.repeat_interleave(8, 0), sigmas, nclql.Args(num_particles=1))
+    clean = torch.full((1,), 9)
+    with torch.no_grad():
+        scores = qf(obs.repeat_interleave(8, 0), all_chains, clean).min(0).values.view(16, 8)
+        assert torch.allclose(qf(obs, best, clean).min(0).values, scores.max(1).values)
+    assert all(p.grad is None for p in qf.parameters())
+
+
+def test_compiled_gradient_gives_the_same_numbers():
+    torch.manual_seed(0)
+    qf = nclql.CriticEnsemble(obs_dim=4, act_dim=2)
+    obs, actions = torch.randn(32, 4), torch.rand(32, 2) * 2 - 1
+    features = (qf.state_features(obs) + qf.level_features(torch.tensor([3]))).detach()
+    compiled = torch.compile(qf.mean_action_gradient, dynamic=False)
+    assert torch.allclose(compiled(features, actions), qf.mean_action_gradient(features, actions), atol=1e-6)
+
+
+def short_run_args(**overrides):
+    settings = dict(
+        env_id="InvertedPendulum-v4",
+        total_timesteps=240,
+        num_envs=2,
+        learning_starts=120,
+        batch_size=32,
+        buffer_size=1000,
+        num_levels=4,
+        log_frequency=10,
+        eval_frequency=200,
+        eval_episodes=2,
+        seed=3,
+    )
+    settings.update(overrides)
+    return nclql.Args(**settings)
+
+
+def test_short_training_run_updates_every_level_and_logs(in_tmp_dir):
+    args = short_run_args(save_model=True)
+    torch.manual_seed(args.seed)
+    initial = nclql.CriticEnsemble(4, 1)
+    qf, run_dir = nclql.train(args)
+    assert all(not torch.equal(p, p0) for p, p0 in zip(qf.parameters(), initial.parameters(), strict=True))
+    obs, actions = torch.randn(8, 4), torch.rand(8, 1) * 2 - 1
+    with torch.no_grad():
+        for level in range(4):  # every level's critic moved, not only the clean one
+            levels = torch.full((1,), level)
+            assert not torch.allclose(qf(obs, actions, levels), initial(obs, actions, levels))
+    scalars = read_scalars(run_dir)
+    for key in ["charts/episodic_return", "charts/episodic_length", "charts/SPS", "eval/episodic_return", "losses/nc_loss"]:
+        assert key in scalars, key
+    for key in [f"losses/qf{i}_{kind}" for i in (1, 2) for kind in ("loss", "values")]:
+        assert len(scalars[key]) == (240 - 120) // 2 // 10, key
+    assert all(value > 0 for _, value in scalars["losses/nc_loss"])
+    saved = torch.load(f"{run_dir}/{args.exp_name}.cleanrl_model")
+    assert saved["args"]["num_levels"] == 4 and set(saved) >= {"qf", "qf_target", "args"}
+
+
+def test_same_seed_gives_the_same_numbers_on_cpu(in_tmp_dir):
+    first_qf, first_dir = nclql.train(short_run_args(eval_frequency=0))
+    second_qf, second_dir = nclql.train(short_run_args(eval_frequency=0, exp_name="again"))
+    assert all(torch.equal(a, b) for a, b in zip(first_qf.parameters(), second_qf.parameters(), strict=True))
+    first, second = read_scalars(first_dir), read_scalars(second_dir)
+    for key in ("losses/qf1_loss", "losses/nc_loss", "charts/episodic_return"):
+        assert first[key] == second[key]
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(sigma_max=0.001, sigma_min=0.01), "must be > --sigma-min"),
+        (dict(sigma_max=0.01, sigma_min=0.01), "must be > --sigma-min"),
+        (dict(num_levels=0), "--num-levels must be >= 1"),
+        (dict(sigma_min=0.0), "--sigma-min must be > 0"),
+        (dict(steps_per_level=0), "--steps-per-level must be >= 1"),
+        (dict(step_size=-1e-4), "--step-size must be > 0"),
+        (dict(w=0.0), "--w must be > 0"),
+        (dict(num_particles=0), "--num-particles must be >= 1"),
+        (dict(env_id="NoSuchEnv-v0"), "unknown --env-id"),
+        (dict(env_id="Pendulum-v99"), "unknown --env-id"),
+        (dict(env_id="CartPole-v1"), "Discrete action space"),
+    ],
+)
+def test_bad_input_is_refused_before_training(in_tmp_dir, overrides, message):
+    with pytest.raises(SystemExit) as refusal:
+        nclql.train(short_run_args(**overrides))
+    assert message in str(refusal.value) and "\n" not in str(refusal.value)
+    assert not (in_tmp_dir / "runs").exists()
+
+
+def test_cli_bad_schedule_exits_nonzero_with_one_line(in_tmp_dir):
+    result = subprocess.run(
+        [sys.executable, f"{ROOT}/nclql_continuous_action.py", "--sigma-max", "0.0001"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "--sigma-max" in errors[0] and "Traceback" not in result.stderr
