@@ -108,6 +108,11 @@ def check_args(args: Args) -> None:
         problems.append(f"--learning-rate must be > 0, got {args.learning_rate}")
     if args.cuda and not torch.cuda.is_available():
         problems.append("--cuda was given but torch sees no CUDA device")
+    if args.capture_video:
+        try:
+            import moviepy  # noqa: F401  (gymnasium's RecordVideo writes with it)
+        except ImportError:
+            problems.append("--capture-video needs moviepy: pip install moviepy (and MUJOCO_GL=egl or osmesa when headless)")
     if problems:
         raise SystemExit("error: " + "; ".join(problems))
     try:
