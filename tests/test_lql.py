@@ -238,3 +238,10 @@ def test_cli_bad_input_exits_nonzero_with_one_line(in_tmp_dir, cli_args):
     assert result.returncode != 0
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "Traceback" not in result.stderr
+
+
+def test_capture_video_without_moviepy_is_refused_clearly(in_tmp_dir, monkeypatch):
+    monkeypatch.setitem(sys.modules, "moviepy", None)  # makes `import moviepy` fail as if it were not installed
+    with pytest.raises(SystemExit) as refusal:
+        lql.train(short_run_args(capture_video=True))
+    assert "--capture-video needs moviepy" in str(refusal.value)
