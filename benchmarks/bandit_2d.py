@@ -50,10 +50,9 @@ Run:  ./benchmark.sh bandit  (a few minutes on one CPU thread; writes docs/bandi
 """
 
 import os
+import sys
 import time
 from dataclasses import dataclass
-
-import sys
 
 import matplotlib
 import torch
