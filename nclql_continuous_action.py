@@ -489,6 +489,7 @@ def train(args: Args):
 
         # TRY NOT TO MODIFY: start the game
         start_time = last_print = time.time()
+        last_print_step = 0
         obs, _ = envs.reset(seed=args.seed)
         recent_returns, n_updates, global_step = [], 0, 0
         next_eval = args.eval_frequency or None
@@ -535,8 +536,8 @@ def train(args: Args):
                 writer.add_scalar("eval/episodic_return", eval_returns.mean(), global_step)
                 print(f"global_step={global_step}, eval_return={eval_returns.mean():.1f} ± {eval_returns.std():.1f}")
             if time.time() - last_print > 10 or iteration == n_iterations - 1:
-                last_print = time.time()
-                sps = global_step / (last_print - start_time)
+                sps = (global_step - last_print_step) / (time.time() - last_print)  # current rate, not the warm-up's
+                last_print, last_print_step = time.time(), global_step
                 recent = f"{np.mean(recent_returns):.1f}" if recent_returns else "n/a"
                 left = (args.total_timesteps - global_step) / max(sps, 1e-9)
                 print(
