@@ -193,7 +193,7 @@ class EnsembleLinear(nn.Module):
     def forward(self, x):
         if self.bias is None:
             return torch.matmul(x, self.weight)
-        return torch.matmul(x, self.weight) + self.bias  # (faster than baddbmm's broadcast bias on CPU)
+        return torch.matmul(x, self.weight) + self.bias  # x is (E, N, in), or (N, in) shared by every member
 
 
 class CriticEnsemble(nn.Module):

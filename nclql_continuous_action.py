@@ -218,7 +218,7 @@ class EnsembleLinear(nn.Module):
     def forward(self, x):
         if self.bias is None:
             return torch.matmul(x, self.weight)
-        return torch.matmul(x, self.weight) + self.bias  # (faster than baddbmm's broadcast bias on CPU)
+        return torch.matmul(x, self.weight) + self.bias  # x is (E, N, in), or (N, in) shared by every member
 
 
 def noise_levels(sigma_max, sigma_min, num_levels):
