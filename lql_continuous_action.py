@@ -44,7 +44,7 @@ class Args:
     capture_video: bool = False
     """if toggled, records videos of the first training environment under `videos/{run_name}`"""
     compile: bool = False
-    """if toggled, compiles the critics' action-gradient, the Langevin hot path, with torch.compile (same numbers, faster)"""
+    """if toggled, compiles the whole update and the acting sampler with torch.compile (same numbers, about 2x faster)"""
     save_model: bool = False
     """if toggled, saves the critics and the Args to `runs/{run_name}/{exp_name}.cleanrl_model` at the end"""
 
@@ -342,7 +342,7 @@ def sampler_diagnostics(qf, obs, sampled_actions):
     }
 
 
-def evaluate(qf, env_id, n_episodes, seed, args, device):
+def evaluate(qf, env_id, n_episodes, seed, args, device, act=sample_actions):
     """Returns of `n_episodes` episodes on fresh environments (one each, run in parallel), acting with the same
     stochastic Langevin sampler as in training, as the authors' evaluation does."""
     envs = gym.vector.SyncVectorEnv([make_env(env_id, seed, i, False, "") for i in range(n_episodes)])
@@ -351,7 +351,7 @@ def evaluate(qf, env_id, n_episodes, seed, args, device):
     returns = np.full(n_episodes, np.nan)
     obs, _ = envs.reset(seed=seed)
     while np.isnan(returns).any():
-        actions = sample_actions(qf, torch.as_tensor(obs, dtype=torch.float32, device=device), args)
+        actions = act(qf, torch.as_tensor(obs, dtype=torch.float32, device=device), args)
         obs, _, _, _, infos = envs.step(scaler(actions.cpu().numpy()))
         if "episode" in infos:
             for i in np.flatnonzero(infos["_episode"]):
@@ -384,8 +384,10 @@ def train(args: Args):
         qf_target = CriticEnsemble(obs_dim, act_dim).to(device)
         qf_target.load_state_dict(qf.state_dict())
         qf_target.requires_grad_(False)
-        if args.compile:  # one graph per batch shape (acting, TD targets, evaluation): no dynamic-shape slowdown
-            qf.mean_action_gradient = torch.compile(qf.mean_action_gradient, dynamic=False)
+        update, act = td_update, sample_actions
+        if args.compile:  # the whole update and the acting sampler, one graph per batch shape (no dynamic shapes)
+            torch._inductor.config.fallback_random = True  # eager's random draws, hence eager's numbers
+            update, act = torch.compile(td_update, dynamic=False), torch.compile(sample_actions, dynamic=False)
         optimizer = torch.optim.Adam(qf.parameters(), lr=args.learning_rate)
         rb = ReplayBuffer(args.buffer_size, obs_dim, act_dim, device)
 
@@ -402,7 +404,7 @@ def train(args: Args):
             if global_step <= args.learning_starts:
                 actions = torch.rand(args.num_envs, act_dim, device=device) * 2 - 1
             else:
-                actions = sample_actions(qf, torch.as_tensor(obs, dtype=torch.float32, device=device), args)
+                actions = act(qf, torch.as_tensor(obs, dtype=torch.float32, device=device), args)
             actions = actions.cpu().numpy()
 
             # TRY NOT TO MODIFY: execute the game and log data.
@@ -419,7 +421,7 @@ def train(args: Args):
             # ALGO LOGIC: training.
             if global_step > args.learning_starts:
                 batch = rb.sample(args.batch_size)
-                qf_losses, qf_values, next_actions = td_update(qf, qf_target, optimizer, batch, args)
+                qf_losses, qf_values, next_actions = update(qf, qf_target, optimizer, batch, args)
                 n_updates += 1
                 if n_updates % args.log_frequency == 0:
                     sps = int(global_step / (time.time() - start_time))
@@ -433,7 +435,7 @@ def train(args: Args):
 
             if next_eval is not None and global_step >= next_eval:
                 next_eval += args.eval_frequency
-                eval_returns = evaluate(qf, args.env_id, args.eval_episodes, args.seed + 10_000, args, device)
+                eval_returns = evaluate(qf, args.env_id, args.eval_episodes, args.seed + 10_000, args, device, act)
                 writer.add_scalar("eval/episodic_return", eval_returns.mean(), global_step)
                 print(f"global_step={global_step}, eval_return={eval_returns.mean():.1f} ± {eval_returns.std():.1f}")
             if time.time() - last_print > 10 or iteration == n_iterations - 1:
@@ -447,7 +449,7 @@ def train(args: Args):
                     flush=True,
                 )
 
-        eval_returns = evaluate(qf, args.env_id, args.eval_episodes, args.seed + 10_000, args, device)
+        eval_returns = evaluate(qf, args.env_id, args.eval_episodes, args.seed + 10_000, args, device, act)
         writer.add_scalar("eval/episodic_return", eval_returns.mean(), global_step)
         print(f"global_step={global_step}, final eval_return={eval_returns.mean():.1f} ± {eval_returns.std():.1f}")
         if args.save_model:
