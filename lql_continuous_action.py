@@ -17,18 +17,26 @@ Known limitation (the motivation for NC-LQL, see nclql_continuous_action.py): a 
 between separated modes of a non-concave Q, so the chains keep roughly the split of their uniform start.
 """
 
+import copy
 import os
 import random
+import shlex
+import signal
+import sys
 import time
 from dataclasses import asdict, dataclass
 
 import gymnasium as gym
+import mujoco
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import tyro
 from torch.utils.tensorboard import SummaryWriter
+
+ALGORITHM = "LQL"  # written into checkpoints: another algorithm's are refused
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # finish the step, checkpoint, exit
 
 
 @dataclass
@@ -83,6 +91,14 @@ class Args:
     """episodes per evaluation, run in parallel on separate environments"""
     log_frequency: int = 100
     """log losses and sampler diagnostics every this many updates"""
+    checkpoint_frequency: int = 100_000
+    """write runs/{run_name}/checkpoint.pt every this many env steps (0: only when interrupted); atomic, latest only"""
+    checkpoint_buffer: bool = True
+    """if toggled, checkpoints hold the replay buffer too (exact resume); --no-checkpoint-buffer for small files"""
+    resume: str | None = None
+    """continue the run of this checkpoint: give the run's own command line plus --resume PATH"""
+    eval_checkpoint: str | None = None
+    """evaluate the critics of this checkpoint or saved model (--eval-episodes, --capture-video) instead of training"""
 
 
 def check_args(args: Args) -> None:
@@ -97,7 +113,7 @@ def check_args(args: Args) -> None:
     for name in ("total_timesteps", "num_envs", "buffer_size", "batch_size", "eval_episodes", "log_frequency"):
         if getattr(args, name) < 1:
             problems.append(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    for name in ("learning_starts", "eval_frequency"):
+    for name in ("learning_starts", "eval_frequency", "checkpoint_frequency"):
         if getattr(args, name) < 0:
             problems.append(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
     if not 0 <= args.gamma <= 1:
@@ -106,6 +122,8 @@ def check_args(args: Args) -> None:
         problems.append(f"--tau must be in (0, 1], got {args.tau}")
     if not args.learning_rate > 0:
         problems.append(f"--learning-rate must be > 0, got {args.learning_rate}")
+    if args.resume and args.eval_checkpoint:
+        problems.append("--resume (continue training) and --eval-checkpoint (evaluate only) exclude each other")
     if args.cuda and not torch.cuda.is_available():
         problems.append("--cuda was given but torch sees no CUDA device")
     if args.capture_video:
@@ -285,6 +303,8 @@ class ReplayBuffer:
     """Uniform replay over preallocated tensors on the training device. Actions are stored in [-1, 1]^d; a
     transition stores `terminated` only (a time-limit truncation still bootstraps, from the true final obs)."""
 
+    FIELDS = ("obs", "next_obs", "actions", "rewards", "terminations")
+
     def __init__(self, capacity, obs_dim, act_dim, device):
         self.capacity, self.device = capacity, device
         self.obs = torch.zeros((capacity, obs_dim), dtype=torch.float32, device=device)
@@ -298,16 +318,19 @@ class ReplayBuffer:
         """Adds a batch of n transitions (one per environment), overwriting the oldest when full."""
         n = len(rewards)
         idx = torch.arange(self.pos, self.pos + n, device=self.device) % self.capacity
-        for store, value in (
-            (self.obs, obs),
-            (self.next_obs, next_obs),
-            (self.actions, actions),
-            (self.rewards, rewards),
-            (self.terminations, terminations),
-        ):
-            store[idx] = torch.as_tensor(np.asarray(value), dtype=torch.float32).to(self.device)
+        for field, value in zip(self.FIELDS, (obs, next_obs, actions, rewards, terminations), strict=True):
+            getattr(self, field)[idx] = torch.as_tensor(np.asarray(value), dtype=torch.float32).to(self.device)
         self.pos = (self.pos + n) % self.capacity
         self.size = min(self.size + n, self.capacity)
+
+    def state_dict(self):
+        """The filled part only (rows 0 .. size-1: the buffer fills from 0 and wraps only when full)."""
+        return {"pos": self.pos, "size": self.size, **{f: getattr(self, f)[: self.size].clone() for f in self.FIELDS}}
+
+    def load_state_dict(self, state):
+        for field in self.FIELDS:
+            getattr(self, field)[: state["size"]] = state[field].to(self.device)
+        self.pos, self.size = state["pos"], state["size"]
 
     def sample(self, batch_size):
         idx = torch.randint(0, self.size, (batch_size,), device=self.device)
@@ -342,10 +365,10 @@ def sampler_diagnostics(qf, obs, sampled_actions):
     }
 
 
-def evaluate(qf, env_id, n_episodes, seed, args, device, act=sample_actions):
+def evaluate(qf, env_id, n_episodes, seed, args, device, act=sample_actions, capture_video=False, run_name=""):
     """Returns of `n_episodes` episodes on fresh environments (one each, run in parallel), acting with the same
     stochastic Langevin sampler as in training, as the authors' evaluation does."""
-    envs = gym.vector.SyncVectorEnv([make_env(env_id, seed, i, False, "") for i in range(n_episodes)])
+    envs = gym.vector.SyncVectorEnv([make_env(env_id, seed, i, capture_video, run_name) for i in range(n_episodes)])
     envs = gym.wrappers.vector.RecordEpisodeStatistics(envs)
     scaler = ActionScaler(envs.single_action_space)
     returns = np.full(n_episodes, np.nan)
@@ -361,21 +384,143 @@ def evaluate(qf, env_id, n_episodes, seed, args, device, act=sample_actions):
     return returns
 
 
+# Checkpoints (resume, interruption): everything a run needs to continue exactly as if it had not stopped.
+RESUMABLE_CHANGES = {"resume", "eval_checkpoint", "total_timesteps", "checkpoint_frequency", "checkpoint_buffer", "compile"}
+
+
+def env_layers(envs):
+    """The vector env, its wrappers, and every sub-env with its wrappers, outermost first."""
+    layers, layer = [], envs
+    while isinstance(layer, gym.vector.VectorWrapper):
+        layers.append(layer)
+        layer = layer.env
+    layers.append(layer)
+    for env in layer.envs:
+        while isinstance(env, gym.Wrapper):
+            layers.append(env)
+            env = env.env
+        layers.append(env)
+    return layers
+
+
+def env_state(envs):
+    """The counters, arrays and RNGs of every env layer, and MuJoCo's simulator state (gymnasium pickles a MuJoCo
+    env as a fresh one, so the physics is read out explicitly): what it takes to continue each episode exactly."""
+    state = []
+    for layer in env_layers(envs):
+        fields = {
+            k: copy.deepcopy(v) for k, v in vars(layer).items() if isinstance(v, (int, float, np.ndarray, np.random.Generator))
+        }
+        if isinstance(getattr(layer, "data", None), mujoco.MjData):
+            physics = np.empty(mujoco.mj_stateSize(layer.model, mujoco.mjtState.mjSTATE_INTEGRATION))
+            mujoco.mj_getState(layer.model, layer.data, physics, mujoco.mjtState.mjSTATE_INTEGRATION)
+            fields["mujoco_integration_state"] = physics
+        state.append(fields)
+    return state
+
+
+def restore_env_state(envs, state):
+    for layer, fields in zip(env_layers(envs), state, strict=True):
+        fields = dict(fields)
+        physics = fields.pop("mujoco_integration_state", None)
+        vars(layer).update(fields)
+        if physics is not None:
+            mujoco.mj_setState(layer.model, layer.data, physics, mujoco.mjtState.mjSTATE_INTEGRATION)
+            mujoco.mj_forward(layer.model, layer.data)  # derived quantities (positions of bodies) some envs read
+
+
+def save_checkpoint(path, state):
+    """Atomic: written to a temporary file, flushed to disk, then renamed over the latest checkpoint, so a crash
+    while writing leaves the previous checkpoint intact."""
+    with open(path + ".tmp", "wb") as f:
+        torch.save(state, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(path + ".tmp", path)
+
+
+def load_checkpoint(path, args, device):
+    """Reads a checkpoint or saved model; refuses with one line a missing, truncated or foreign file, another
+    algorithm's, or one written for another environment. Unpickles: load only files you trust."""
+    try:
+        checkpoint = torch.load(path, map_location=device, weights_only=False)
+    except FileNotFoundError:
+        raise SystemExit(f"error: no checkpoint at {path}") from None
+    except Exception as e:  # a truncated or foreign file fails in zip, pickle or EOF handling
+        raise SystemExit(f"error: cannot read checkpoint {path} (truncated or not a checkpoint: {type(e).__name__})") from None
+    if not isinstance(checkpoint, dict) or not {"algorithm", "args", "qf"} <= checkpoint.keys():
+        raise SystemExit(f"error: {path} is not a checkpoint of this project's scripts")
+    if checkpoint["algorithm"] != ALGORITHM:
+        raise SystemExit(f"error: {path} is a {checkpoint['algorithm']} checkpoint; this script is {ALGORITHM}")
+    if checkpoint["args"]["env_id"] != args.env_id:
+        raise SystemExit(f"error: {path} was written for {checkpoint['args']['env_id']}, not --env-id {args.env_id}")
+    return checkpoint
+
+
+def resume_command(checkpoint_path):
+    argv = [a for i, a in enumerate(sys.argv) if a != "--resume" and (i == 0 or sys.argv[i - 1] != "--resume")]
+    return shlex.join(["python", *argv, "--resume", checkpoint_path])
+
+
+def evaluate_checkpoint(args: Args):
+    """--eval-checkpoint: the saved critics, acting with the sampler settings they were trained with."""
+    device = torch.device("cuda" if args.cuda else "cpu")
+    checkpoint = load_checkpoint(args.eval_checkpoint, args, device)
+    eval_time_args = ("eval_checkpoint", "eval_episodes", "capture_video", "seed", "cuda", "compile")
+    trained = {k: v for k, v in checkpoint["args"].items() if k in Args.__dataclass_fields__ and k not in eval_time_args}
+    args = Args(**{**asdict(args), **trained})
+    probe = gym.make(args.env_id)
+    qf = CriticEnsemble(int(np.prod(probe.observation_space.shape)), int(np.prod(probe.action_space.shape))).to(device)
+    probe.close()
+    qf.load_state_dict(checkpoint["qf"])
+    torch.manual_seed(args.seed)
+    act = torch.compile(sample_actions, dynamic=False) if args.compile else sample_actions
+    run_name = f"{args.env_id}__{args.exp_name}__eval__{int(time.time())}"
+    returns = evaluate(
+        qf, args.env_id, args.eval_episodes, args.seed + 10_000, args, device, act, args.capture_video, run_name
+    )
+    print(f"{args.eval_checkpoint}: eval_return={returns.mean():.1f} ± {returns.std():.1f} over {len(returns)} episodes")
+    if args.capture_video:
+        print(f"video of the first episode in videos/{run_name}")
+    return returns
+
+
 def train(args: Args):
     check_args(args)
-    run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    if args.eval_checkpoint:
+        return evaluate_checkpoint(args)
+    device = torch.device("cuda" if args.cuda else "cpu")
+    checkpoint = load_checkpoint(args.resume, args, device) if args.resume else None
+    if checkpoint is not None:
+        changed = [k for k, v in checkpoint["args"].items() if k not in RESUMABLE_CHANGES and getattr(args, k, v) != v]
+        if changed:
+            k = changed[0]
+            raise SystemExit(
+                f"error: --{k.replace('_', '-')} {getattr(args, k)} differs from the checkpoint's {checkpoint['args'][k]}; "
+                "resume with the run's own command line plus --resume PATH"
+            )
+    run_name = checkpoint["run_name"] if checkpoint else f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
     random.seed(args.seed)
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
     torch.backends.cudnn.deterministic = args.torch_deterministic
-    device = torch.device("cuda" if args.cuda else "cpu")
 
-    writer = SummaryWriter(f"runs/{run_name}")
-    writer.add_text(
-        "hyperparameters",
-        "|param|value|\n|-|-|\n" + "\n".join(f"|{key}|{value}|" for key, value in vars(args).items()),
-    )
+    # a resumed run appends to its own logs; purge_step hides what a crashed run logged after its checkpoint
+    writer = SummaryWriter(f"runs/{run_name}", purge_step=checkpoint["global_step"] + 1 if checkpoint else None)
+    if checkpoint is None:
+        writer.add_text(
+            "hyperparameters",
+            "|param|value|\n|-|-|\n" + "\n".join(f"|{key}|{value}|" for key, value in vars(args).items()),
+        )
     envs = make_vector_env(args.env_id, args.seed, args.num_envs, args.capture_video, run_name)
+    interrupted = []  # the first SIGINT / SIGTERM only sets this: the loop stops between two steps and checkpoints
+
+    def on_stop_signal(signum, frame):
+        if interrupted:  # a second one stops at once
+            raise KeyboardInterrupt
+        interrupted.append(signum)
+
+    previous_handlers = {s: signal.signal(s, on_stop_signal) for s in STOP_SIGNALS}
     try:
         obs_dim = int(np.prod(envs.single_observation_space.shape))
         act_dim = int(np.prod(envs.single_action_space.shape))
@@ -390,15 +535,69 @@ def train(args: Args):
             update, act = torch.compile(td_update, dynamic=False), torch.compile(sample_actions, dynamic=False)
         optimizer = torch.optim.Adam(qf.parameters(), lr=args.learning_rate)
         rb = ReplayBuffer(args.buffer_size, obs_dim, act_dim, device)
+        checkpoint_path = f"runs/{run_name}/checkpoint.pt"
 
         # TRY NOT TO MODIFY: start the game
-        start_time = last_print = time.time()
-        last_print_step = 0
         obs, _ = envs.reset(seed=args.seed)
-        recent_returns, n_updates, global_step = [], 0, 0
+        recent_returns, n_updates, global_step, start_iteration = [], 0, 0, 0
         next_eval = args.eval_frequency or None
+        next_checkpoint = args.checkpoint_frequency or None
+        last_checkpoint = None
+        if checkpoint is not None:  # continue exactly where the checkpoint was written
+            qf.load_state_dict(checkpoint["qf"])
+            qf_target.load_state_dict(checkpoint["qf_target"])
+            optimizer.load_state_dict(checkpoint["optimizer"])
+            if checkpoint["buffer"] is not None:
+                rb.load_state_dict(checkpoint["buffer"])
+            restore_env_state(envs, checkpoint["envs"])
+            obs, recent_returns, n_updates = checkpoint["obs"], checkpoint["recent_returns"], checkpoint["n_updates"]
+            global_step, start_iteration, next_eval = (
+                checkpoint["global_step"],
+                checkpoint["iteration"] + 1,
+                checkpoint["next_eval"],
+            )
+            if args.checkpoint_frequency:  # the next multiple, as in the run that wrote the checkpoint
+                next_checkpoint = (global_step // args.checkpoint_frequency + 1) * args.checkpoint_frequency
+            random.setstate(checkpoint["rng"]["python"])
+            np.random.set_state(checkpoint["rng"]["numpy"])
+            torch.set_rng_state(checkpoint["rng"]["torch"])
+            if args.cuda and checkpoint["rng"]["cuda"] is not None:
+                torch.cuda.set_rng_state_all(checkpoint["rng"]["cuda"])
+            last_checkpoint = args.resume
+            print(f"resumed {run_name} at global_step={global_step} from {args.resume}")
+
+        def write_checkpoint(iteration):
+            save_checkpoint(
+                checkpoint_path,
+                {
+                    "algorithm": ALGORITHM,
+                    "args": asdict(args),
+                    "run_name": run_name,
+                    "qf": qf.state_dict(),
+                    "qf_target": qf_target.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "buffer": rb.state_dict() if args.checkpoint_buffer else None,
+                    "envs": env_state(envs),
+                    "obs": obs,
+                    "recent_returns": recent_returns,
+                    "n_updates": n_updates,
+                    "global_step": global_step,
+                    "iteration": iteration,
+                    "next_eval": next_eval,
+                    "rng": {
+                        "python": random.getstate(),
+                        "numpy": np.random.get_state(),
+                        "torch": torch.get_rng_state(),
+                        "cuda": torch.cuda.get_rng_state_all() if args.cuda else None,
+                    },
+                },
+            )
+            return checkpoint_path
+
+        start_time = last_print = time.time()
+        start_step = last_print_step = global_step
         n_iterations = -(-args.total_timesteps // args.num_envs)
-        for iteration in range(n_iterations):
+        for iteration in range(start_iteration, n_iterations):
             global_step += args.num_envs  # env steps, not vector steps (CleanRL #465)
             # ALGO LOGIC: put action logic here
             if global_step <= args.learning_starts:
@@ -418,13 +617,18 @@ def train(args: Args):
             rb.add(obs, real_next_observations(next_obs, terminations, truncations, infos), actions, rewards, terminations)
             obs = next_obs
 
-            # ALGO LOGIC: training.
-            if global_step > args.learning_starts:
+            # ALGO LOGIC: training (once the buffer holds a batch: a resume without the buffer refills it first)
+            if global_step > args.learning_starts and rb.size >= args.batch_size:
                 batch = rb.sample(args.batch_size)
                 qf_losses, qf_values, next_actions = update(qf, qf_target, optimizer, batch, args)
                 n_updates += 1
+                if not torch.isfinite(torch.cat([qf_losses, qf_values])).all():  # stop, don't train on garbage
+                    raise SystemExit(
+                        f"error: non-finite loss or Q-value at global_step={global_step} (update {n_updates}); "
+                        f"last good checkpoint: {last_checkpoint or 'none written'}"
+                    )
                 if n_updates % args.log_frequency == 0:
-                    sps = int(global_step / (time.time() - start_time))
+                    sps = int((global_step - start_step) / (time.time() - start_time))
                     for i in range(2):
                         writer.add_scalar(f"losses/qf{i + 1}_values", qf_values[i].item(), global_step)
                         writer.add_scalar(f"losses/qf{i + 1}_loss", qf_losses[i].item(), global_step)
@@ -438,6 +642,18 @@ def train(args: Args):
                 eval_returns = evaluate(qf, args.env_id, args.eval_episodes, args.seed + 10_000, args, device, act)
                 writer.add_scalar("eval/episodic_return", eval_returns.mean(), global_step)
                 print(f"global_step={global_step}, eval_return={eval_returns.mean():.1f} ± {eval_returns.std():.1f}")
+            if next_checkpoint is not None and global_step >= next_checkpoint:
+                next_checkpoint += args.checkpoint_frequency
+                last_checkpoint = write_checkpoint(iteration)
+            if interrupted:
+                path = write_checkpoint(iteration)
+                writer.flush()
+                print(
+                    f"{signal.Signals(interrupted[0]).name} at global_step={global_step}: checkpoint written to {path}; "
+                    f"resume with: {resume_command(path)}",
+                    file=sys.stderr,
+                )
+                sys.exit(128 + interrupted[0])
             if time.time() - last_print > 10 or iteration == n_iterations - 1:
                 sps = (global_step - last_print_step) / (time.time() - last_print)  # current rate, not the warm-up's
                 last_print, last_print_step = time.time(), global_step
@@ -454,9 +670,12 @@ def train(args: Args):
         print(f"global_step={global_step}, final eval_return={eval_returns.mean():.1f} ± {eval_returns.std():.1f}")
         if args.save_model:
             model_path = f"runs/{run_name}/{args.exp_name}.cleanrl_model"
-            torch.save({"args": asdict(args), "qf": qf.state_dict(), "qf_target": qf_target.state_dict()}, model_path)
+            model = {"algorithm": ALGORITHM, "args": asdict(args), "qf": qf.state_dict(), "qf_target": qf_target.state_dict()}
+            torch.save(model, model_path)
             print(f"model saved to {model_path}")
     finally:
+        for s, handler in previous_handlers.items():
+            signal.signal(s, handler)
         envs.close()
         writer.close()
     return qf, f"runs/{run_name}"
