@@ -420,6 +420,7 @@ def env_state(envs):
 
 
 def restore_env_state(envs, state):
+    """Puts back what `env_state` read, into freshly made and reset environments of the same kind."""
     for layer, fields in zip(env_layers(envs), state, strict=True):
         fields = dict(fields)
         physics = fields.pop("mujoco_integration_state", None)
@@ -458,7 +459,8 @@ def load_checkpoint(path, args, device):
 
 
 def resume_command(checkpoint_path):
-    argv = [a for i, a in enumerate(sys.argv) if a != "--resume" and (i == 0 or sys.argv[i - 1] != "--resume")]
+    """This run's command line with --resume PATH in place of any earlier --resume."""
+    argv = [a for i, a in enumerate(sys.argv) if not a.startswith("--resume") and (i == 0 or sys.argv[i - 1] != "--resume")]
     return shlex.join(["python", *argv, "--resume", checkpoint_path])
 
 
@@ -560,9 +562,9 @@ def train(args: Args):
                 next_checkpoint = (global_step // args.checkpoint_frequency + 1) * args.checkpoint_frequency
             random.setstate(checkpoint["rng"]["python"])
             np.random.set_state(checkpoint["rng"]["numpy"])
-            torch.set_rng_state(checkpoint["rng"]["torch"])
+            torch.set_rng_state(checkpoint["rng"]["torch"].cpu())  # map_location may have moved it
             if args.cuda and checkpoint["rng"]["cuda"] is not None:
-                torch.cuda.set_rng_state_all(checkpoint["rng"]["cuda"])
+                torch.cuda.set_rng_state_all([state.cpu() for state in checkpoint["rng"]["cuda"]])
             last_checkpoint = args.resume
             print(f"resumed {run_name} at global_step={global_step} from {args.resume}")
 
