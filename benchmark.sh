@@ -3,6 +3,11 @@
 #   ./benchmark.sh speed  [--env-id Hopper-v4] [--compile] [--threads N]   one iteration split into parts, the compute
 #                                                                           floor and a SAC update as yardstick
 #   ./benchmark.sh bandit [args of benchmarks/bandit_2d.py]                 the paper's 2-D multimodal bandit (PNG + table)
+#   ./benchmark.sh learn  [--preset quick|paper] [--envs ..] [--seeds ..]   learning curves of both scripts over envs and
+#                         [--workers N] [--slurm] [-- script args]          seeds, then the table and plot (see
+#                                                                           benchmarks/learning.py and docs/benchmarking.md)
+#   ./benchmark.sh aggregate DIR                                            results.csv, results.md, learning_curves.png
+#                                                                           of a learn run's output directory
 set -euo pipefail
 cd "$(dirname "$0")"
 mode=${1:-}
@@ -10,5 +15,7 @@ mode=${1:-}
 case "$mode" in
   speed) exec python benchmarks/speed.py "$@" ;;
   bandit) exec python benchmarks/bandit_2d.py "$@" ;;
-  *) echo "usage: ./benchmark.sh speed|bandit [args]  (see the header of benchmark.sh)" >&2; exit 2 ;;
+  learn) exec python benchmarks/learning.py "$@" ;;
+  aggregate) exec python benchmarks/aggregate.py "$@" ;;
+  *) echo "usage: ./benchmark.sh speed|bandit|learn|aggregate [args]  (see the header of benchmark.sh)" >&2; exit 2 ;;
 esac

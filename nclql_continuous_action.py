@@ -18,6 +18,14 @@ gradient of the SUM of both critics by w_code = 500, i.e. a += (alpha / 2) * w_c
 makes the critic's scale irrelevant, so with `--grad-norm` this script runs exactly that update with
 w = 1 / w_code = 0.002. Without `--grad-norm` (the default, chosen by measurement: see README) w is a true
 temperature of exp(Q / w) at the clean level.
+
+Automatic temperature (`--autotune-w`, opt-in; the paper names hand-tuned w as its main limitation). As in SAC,
+ask for max E[Q] subject to E_s H(pi(.|s)) >= H_target. The Lagrangian max_pi E[Q + w (H(pi) - H_target)] is, for a
+fixed multiplier w, maximised by pi ∝ exp(Q / w): exactly the law the Langevin sampler draws. So w is the
+constraint's multiplier, and the dual problem min_{w > 0} w (E H(pi_w) - H_target) is solved by gradient steps on
+log w with gradient H(pi_w) - H_target (SAC's alpha rule; default target -dim(A)). H(pi_w) is estimated every few
+updates from many chains per state on a few replayed states, by the Gaussian bound H <= 1/2 log det(2 pi e Cov)
+(exact for a Gaussian law; the sample log det is bias-corrected). Its cost is logged (charts/autotune_time_fraction).
 """
 
 import copy
@@ -103,6 +111,18 @@ class Args:
     """episodes per evaluation, run in parallel on separate environments"""
     log_frequency: int = 100
     """log losses and sampler diagnostics every this many updates"""
+    autotune_w: bool = False
+    """if toggled, adapts w during training toward --target-entropy by a dual step on log w, as SAC tunes its alpha"""
+    target_entropy: float | None = None
+    """entropy (nats) of the action law in [-1, 1]^d that --autotune-w aims at (default: -dim(A), SAC's default)"""
+    autotune_frequency: int = 10
+    """updates between two entropy estimates and dual steps"""
+    autotune_states: int = 4
+    """states (from the replay batch) per entropy estimate"""
+    autotune_chains: int = 64
+    """chains per state for the entropy estimate (must exceed dim(A) + 1: a full covariance per state)"""
+    autotune_lr: float = 1e-3
+    """Adam learning rate of log w"""
     checkpoint_frequency: int = 100_000
     """write runs/{run_name}/checkpoint.pt every this many env steps (0: only when interrupted); atomic, latest only"""
     checkpoint_buffer: bool = True
@@ -139,6 +159,8 @@ def check_args(args: Args) -> None:
     ):
         if getattr(args, name) < 1:
             problems.append(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.autotune_w and (args.autotune_frequency < 1 or args.autotune_states < 1 or not args.autotune_lr > 0):
+        problems.append("--autotune-frequency and --autotune-states must be >= 1 and --autotune-lr > 0")
     for name in ("learning_starts", "eval_frequency", "checkpoint_frequency"):
         if getattr(args, name) < 0:
             problems.append(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
@@ -168,6 +190,8 @@ def check_args(args: Args) -> None:
     probe.close()
     if not isinstance(space, gym.spaces.Box):
         raise SystemExit(f"error: {args.env_id} has a {type(space).__name__} action space; NC-LQL needs a continuous Box")
+    if args.autotune_w and args.autotune_chains <= space.shape[0] + 1:
+        raise SystemExit(f"error: --autotune-chains must exceed dim(A) + 1 = {space.shape[0] + 1} (a covariance per state)")
     if not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
         raise SystemExit(f"error: {args.env_id} has an unbounded Box action space; NC-LQL samples in a bounded box")
 
@@ -354,7 +378,7 @@ def mean_critic(qf, obs):
     return q_fn, grad_fn
 
 
-def sample_actions(qf, obs, sigmas, args):
+def sample_actions(qf, obs, sigmas, args, w=None):
     """One action per state: `num_particles` annealed chains from Uniform[-1, 1]^d on the mean of the online critics;
     with several, the one with the highest min_i Q_i at the clean level is kept (as in the authors' code)."""
     n_states, n_particles = obs.shape[0], args.num_particles
@@ -362,7 +386,7 @@ def sample_actions(qf, obs, sigmas, args):
     start = torch.rand(n_states * n_particles, qf.action_in.weight.shape[1], device=obs.device) * 2 - 1
     q_fn, grad_fn = mean_critic(qf, obs_per_chain)
     chains = annealed_langevin_sample(
-        q_fn, start, args.w, sigmas, args.steps_per_level, args.step_size, args.grad_norm, grad_fn
+        q_fn, start, args.w if w is None else w, sigmas, args.steps_per_level, args.step_size, args.grad_norm, grad_fn
     )
     if n_particles == 1:
         return chains
@@ -424,7 +448,7 @@ def noise_conditioning_loss(qf, obs, actions, sigmas):
     return ((qf(obs, perturbed, levels) - smoothed_target) ** 2).mean(1).sum()
 
 
-def nclql_update(qf, qf_target, optimizer, batch, sigmas, args):
+def nclql_update(qf, qf_target, optimizer, batch, sigmas, args, w=None):
     """One training iteration exactly as the spec's section 3:
     1. a' ~ annealed Langevin on the online critics at s'; y = scale * r + gamma * (1 - term) * min_i Q_i^targ(s', a', L-1);
     2. TD step: Q_i(s, a, L-1) regresses onto y (one Adam step);
@@ -432,7 +456,7 @@ def nclql_update(qf, qf_target, optimizer, batch, sigmas, args):
     4. Polyak update of the targets."""
     obs, actions, rewards, next_obs, terminations = batch
     clean = torch.full((1,), len(sigmas) - 1, dtype=torch.long, device=obs.device)
-    next_actions = sample_actions(qf, next_obs, sigmas, args)
+    next_actions = sample_actions(qf, next_obs, sigmas, args, w)
     with torch.no_grad():
         next_q = qf_target(next_obs, next_actions, clean).min(0).values
         td_target = args.reward_scale * rewards + args.gamma * (1 - terminations) * next_q
@@ -463,7 +487,7 @@ def sampler_diagnostics(qf, obs, sampled_actions, clean_level):
     }
 
 
-def evaluate(qf, env_id, n_episodes, seed, sigmas, args, device, act=sample_actions, capture_video=False, run_name=""):
+def evaluate(qf, env_id, n_episodes, seed, sigmas, args, device, act=sample_actions, capture_video=False, run_name="", w=None):
     """Returns of `n_episodes` episodes on fresh environments (one each, run in parallel), acting with the same
     stochastic Langevin sampler as in training, as the authors' evaluation does."""
     envs = gym.vector.SyncVectorEnv([make_env(env_id, seed, i, capture_video, run_name) for i in range(n_episodes)])
@@ -472,7 +496,7 @@ def evaluate(qf, env_id, n_episodes, seed, sigmas, args, device, act=sample_acti
     returns = np.full(n_episodes, np.nan)
     obs, _ = envs.reset(seed=seed)
     while np.isnan(returns).any():
-        actions = act(qf, torch.as_tensor(obs, dtype=torch.float32, device=device), sigmas, args)
+        actions = act(qf, torch.as_tensor(obs, dtype=torch.float32, device=device), sigmas, args, w)
         obs, _, _, _, infos = envs.step(scaler(actions.cpu().numpy()))
         if "episode" in infos:
             for i in np.flatnonzero(infos["_episode"]):
@@ -480,6 +504,36 @@ def evaluate(qf, env_id, n_episodes, seed, sigmas, args, device, act=sample_acti
                     returns[i] = infos["episode"]["r"][i]
     envs.close()
     return returns
+
+
+# Automatic temperature (--autotune-w): see the header for the principle.
+def gaussian_entropy(samples):
+    """(S, M, d) samples of S laws -> (S,) entropies of the Gaussians with their covariances: an upper bound on each
+    law's entropy (a Gaussian has the most entropy for its covariance), exact for a Gaussian. log det of an M-sample
+    covariance is biased low by sum_i [psi((M - i) / 2) - log((M - 1) / 2)], i = 1..d (Wishart): added back."""
+    n, d = samples.shape[1], samples.shape[2]
+    centred = samples - samples.mean(1, keepdim=True)
+    covariance = centred.transpose(1, 2) @ centred / (n - 1) + 1e-6 * torch.eye(d, device=samples.device)
+    i = torch.arange(1, d + 1, dtype=torch.float64)
+    log_det_bias = float((torch.special.digamma((n - i) / 2) - math.log((n - 1) / 2)).sum())
+    return 0.5 * d * math.log(2 * math.pi * math.e) + 0.5 * (torch.logdet(covariance) - log_det_bias)
+
+
+def policy_entropy(sample, obs, n_chains):
+    """Mean over states of the Gaussian entropy bound of the sampler's action law, from `n_chains` chains per state;
+    `sample(obs)` draws one action per row."""
+    with torch.no_grad():
+        actions = sample(obs.repeat_interleave(n_chains, 0))
+    return gaussian_entropy(actions.view(obs.shape[0], n_chains, -1)).mean()
+
+
+def temperature_step(log_w, w_optimizer, entropy, target_entropy):
+    """One dual step: the loss log_w * (H - target) has gradient H - target, so w falls while the policy is more
+    random than the target and rises while it is less (SAC's rule for alpha)."""
+    w_loss = log_w * (entropy - target_entropy).detach()
+    w_optimizer.zero_grad()
+    w_loss.backward()
+    w_optimizer.step()
 
 
 # Checkpoints (resume, interruption): everything a run needs to continue exactly as if it had not stopped.
@@ -568,7 +622,7 @@ def evaluate_checkpoint(args: Args):
     checkpoint = load_checkpoint(args.eval_checkpoint, args, device)
     eval_time_args = ("eval_checkpoint", "eval_episodes", "capture_video", "seed", "cuda", "compile")
     trained = {k: v for k, v in checkpoint["args"].items() if k in Args.__dataclass_fields__ and k not in eval_time_args}
-    args = Args(**{**asdict(args), **trained})
+    args = Args(**{**asdict(args), **trained, "w": checkpoint.get("w", trained["w"])})  # the tuned w, if tuned
     probe = gym.make(args.env_id)
     qf = CriticEnsemble(int(np.prod(probe.observation_space.shape)), int(np.prod(probe.action_space.shape))).to(device)
     probe.close()
@@ -635,6 +689,9 @@ def train(args: Args):
             torch._inductor.config.fallback_random = True  # eager's random draws, hence eager's numbers
             update, act = torch.compile(nclql_update, dynamic=False), torch.compile(sample_actions, dynamic=False)
         optimizer = torch.optim.Adam(qf.parameters(), lr=args.learning_rate)
+        log_w = torch.tensor(math.log(args.w), device=device, requires_grad=True)  # tuned only with --autotune-w
+        w_optimizer = torch.optim.Adam([log_w], lr=args.autotune_lr)
+        target_entropy = -act_dim if args.target_entropy is None else args.target_entropy
         sigmas = noise_levels(args.sigma_max, args.sigma_min, args.num_levels)  # on the host: step sizes are floats
         rb = ReplayBuffer(args.buffer_size, obs_dim, act_dim, device)
         checkpoint_path = f"runs/{run_name}/checkpoint.pt"
@@ -649,6 +706,9 @@ def train(args: Args):
             qf.load_state_dict(checkpoint["qf"])
             qf_target.load_state_dict(checkpoint["qf_target"])
             optimizer.load_state_dict(checkpoint["optimizer"])
+            w_optimizer.load_state_dict(checkpoint["w_optimizer"])
+            with torch.no_grad():
+                log_w.copy_(checkpoint["log_w"])
             if checkpoint["buffer"] is not None:
                 rb.load_state_dict(checkpoint["buffer"])
             restore_env_state(envs, checkpoint["envs"])
@@ -678,6 +738,9 @@ def train(args: Args):
                     "qf": qf.state_dict(),
                     "qf_target": qf_target.state_dict(),
                     "optimizer": optimizer.state_dict(),
+                    "log_w": log_w.detach().clone(),
+                    "w_optimizer": w_optimizer.state_dict(),
+                    "w": log_w.exp().item(),
                     "buffer": rb.state_dict() if args.checkpoint_buffer else None,
                     "envs": env_state(envs),
                     "obs": obs,
@@ -697,15 +760,17 @@ def train(args: Args):
             return checkpoint_path
 
         start_time = last_print = time.time()
+        autotune_seconds = 0.0  # time spent estimating entropies: the tuner's cost, logged
         start_step = last_print_step = global_step
         n_iterations = -(-args.total_timesteps // args.num_envs)
         for iteration in range(start_iteration, n_iterations):
             global_step += args.num_envs  # env steps, not vector steps (CleanRL #465)
+            w = log_w.detach().exp() if args.autotune_w else None  # None: the fixed args.w
             # ALGO LOGIC: put action logic here
             if global_step <= args.learning_starts:
                 actions = torch.rand(args.num_envs, act_dim, device=device) * 2 - 1
             else:
-                actions = act(qf, torch.as_tensor(obs, dtype=torch.float32, device=device), sigmas, args)
+                actions = act(qf, torch.as_tensor(obs, dtype=torch.float32, device=device), sigmas, args, w)
             actions = actions.cpu().numpy()
 
             # TRY NOT TO MODIFY: execute the game and log data.
@@ -722,14 +787,29 @@ def train(args: Args):
             # ALGO LOGIC: training (once the buffer holds a batch: a resume without the buffer refills it first)
             if global_step > args.learning_starts and rb.size >= args.batch_size:
                 batch = rb.sample(args.batch_size)
-                qf_losses, qf_values, nc_loss, next_actions = update(qf, qf_target, optimizer, batch, sigmas, args)
+                qf_losses, qf_values, nc_loss, next_actions = update(qf, qf_target, optimizer, batch, sigmas, args, w)
                 n_updates += 1
-                if not torch.isfinite(torch.cat([qf_losses, qf_values, nc_loss[None]])).all():  # stop, don't train on garbage
+                if not torch.isfinite(
+                    torch.cat([qf_losses, qf_values, nc_loss[None], log_w.detach()[None]])
+                ).all():  # stop, don't train on garbage
                     raise SystemExit(
                         f"error: non-finite loss or Q-value at global_step={global_step} (update {n_updates}); "
                         f"last good checkpoint: {last_checkpoint or 'none written'}"
                     )
+                if args.autotune_w and n_updates % args.autotune_frequency == 0:  # header: automatic temperature
+                    tune_start = time.time()
+                    entropy = policy_entropy(
+                        lambda o, w=w: act(qf, o, sigmas, args, w), batch[0][: args.autotune_states], args.autotune_chains
+                    )
+                    temperature_step(log_w, w_optimizer, entropy, target_entropy)
+                    autotune_seconds += time.time() - tune_start
                 if n_updates % args.log_frequency == 0:
+                    if args.autotune_w:
+                        writer.add_scalar("losses/w", log_w.exp().item(), global_step)
+                        writer.add_scalar("losses/policy_entropy", entropy.item(), global_step)
+                        writer.add_scalar(
+                            "charts/autotune_time_fraction", autotune_seconds / (time.time() - start_time), global_step
+                        )
                     sps = int((global_step - start_step) / (time.time() - start_time))
                     for i in range(2):
                         writer.add_scalar(f"losses/qf{i + 1}_values", qf_values[i].item(), global_step)
@@ -742,7 +822,9 @@ def train(args: Args):
 
             if next_eval is not None and global_step >= next_eval:
                 next_eval += args.eval_frequency
-                eval_returns = evaluate(qf, args.env_id, args.eval_episodes, args.seed + 10_000, sigmas, args, device, act)
+                eval_returns = evaluate(
+                    qf, args.env_id, args.eval_episodes, args.seed + 10_000, sigmas, args, device, act, w=w
+                )
                 writer.add_scalar("eval/episodic_return", eval_returns.mean(), global_step)
                 print(f"global_step={global_step}, eval_return={eval_returns.mean():.1f} ± {eval_returns.std():.1f}")
             if next_checkpoint is not None and global_step >= next_checkpoint:
@@ -768,12 +850,13 @@ def train(args: Args):
                     flush=True,
                 )
 
-        eval_returns = evaluate(qf, args.env_id, args.eval_episodes, args.seed + 10_000, sigmas, args, device, act)
+        eval_returns = evaluate(qf, args.env_id, args.eval_episodes, args.seed + 10_000, sigmas, args, device, act, w=w)
         writer.add_scalar("eval/episodic_return", eval_returns.mean(), global_step)
         print(f"global_step={global_step}, final eval_return={eval_returns.mean():.1f} ± {eval_returns.std():.1f}")
         if args.save_model:
             model_path = f"runs/{run_name}/{args.exp_name}.cleanrl_model"
             model = {"algorithm": ALGORITHM, "args": asdict(args), "qf": qf.state_dict(), "qf_target": qf_target.state_dict()}
+            model["w"] = log_w.exp().item()  # the temperature the critics act with (tuned with --autotune-w)
             torch.save(model, model_path)
             print(f"model saved to {model_path}")
     finally:

@@ -2,6 +2,7 @@
 uninterrupted run, SIGTERM checkpoints and exits with a resume command, non-finite values stop the run naming the
 step, checkpoints are written atomically, saved critics can be evaluated, and bad checkpoints are refused."""
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -190,3 +191,19 @@ def test_bad_checkpoints_are_refused_with_one_line(in_tmp_dir):
     )
     assert result.returncode == 1 and result.stderr.strip().splitlines()[-1].startswith("error: cannot read checkpoint")
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("module", [lql, nclql], ids=["lql", "nclql"])
+def test_autotuned_w_moves_toward_the_target_is_logged_checkpointed_and_used_for_evaluation(in_tmp_dir, module):
+    # a uniform-ish early policy has entropy near log 2 = 0.69 > target -3: w must fall
+    args = tiny_args(module, autotune_w=True, target_entropy=-3.0, autotune_frequency=2, autotune_chains=8, autotune_lr=0.05)
+    _, run_dir = module.train(dataclasses.replace(args, save_model=True))
+    logged = read_scalars(run_dir)
+    w_logged = [value for _, value in logged["losses/w"]]
+    assert w_logged[-1] < w_logged[0] < args.w and len(logged["losses/policy_entropy"]) == len(w_logged)
+    assert 0 < logged["charts/autotune_time_fraction"][-1][1] < 1
+    saved = torch.load(f"{run_dir}/checkpoint.pt", weights_only=False)
+    model = torch.load(f"{run_dir}/{args.exp_name}.cleanrl_model", weights_only=False)
+    assert saved["w"] == pytest.approx(float(saved["log_w"].exp())) and model["w"] < saved["w"] < args.w  # still falling
+    with pytest.raises(SystemExit, match="--autotune-chains must exceed dim"):
+        module.train(dataclasses.replace(args, autotune_chains=2))

@@ -1,6 +1,7 @@
 """LQL: the Langevin sampler against analytic Boltzmann targets (spec, section 6), the replay buffer and gymnasium 1.x
 autoreset handling, a short training run, and refusal of bad input."""
 
+import math
 import subprocess
 import sys
 
@@ -267,3 +268,51 @@ def test_capture_video_without_moviepy_is_refused_clearly(in_tmp_dir, monkeypatc
     with pytest.raises(SystemExit) as refusal:
         lql.train(short_run_args(capture_video=True))
     assert "--capture-video needs moviepy" in str(refusal.value)
+
+
+def boltzmann_entropy(w, precision):
+    d = precision.shape[0]
+    return 0.5 * d * math.log(2 * math.pi * math.e) + 0.5 * torch.logdet(w * torch.linalg.inv(precision)).item()
+
+
+PRECISION = torch.tensor([[400.0, 120.0, 0.0], [120.0, 300.0, -60.0], [0.0, -60.0, 200.0]])  # correlated, std ~0.02-0.05
+
+
+def test_entropy_estimate_of_langevin_samples_matches_the_boltzmann_entropy_of_a_quadratic_critic():
+    mu, w, step = torch.tensor([0.2, -0.1, 0.3]), 0.5, 2e-4
+    torch.manual_seed(0)
+    q_fn = quadratic_q(mu, PRECISION)
+    sample = lambda obs: lql.langevin_sample(q_fn, torch.rand(obs.shape[0], 3) * 2 - 1, w, 600, step)
+    estimate = lql.policy_entropy(sample, torch.zeros(100, 1), n_chains=64)  # 100 states x 64 chains
+    # unadjusted Langevin's known bias: covariance (w P^-1)(I - step P / (4 w))^-1 (spec, section 6)
+    eigenvalues = torch.linalg.eigvalsh(PRECISION)
+    biased = boltzmann_entropy(w, PRECISION) - 0.5 * torch.log(1 - step * eigenvalues / (4 * w)).sum().item()
+    assert estimate.item() == pytest.approx(biased, abs=0.05)
+
+
+def test_entropy_estimator_corrects_the_small_sample_log_det_bias():
+    torch.manual_seed(0)
+    covariance = 0.3 * torch.linalg.inv(PRECISION)
+    samples = torch.distributions.MultivariateNormal(torch.zeros(3), covariance).sample((2000, 8))  # 2000 laws, 8 draws
+    estimates = lql.gaussian_entropy(samples)
+    exact = boltzmann_entropy(0.3, PRECISION)
+    assert estimates.mean().item() == pytest.approx(exact, abs=0.03)  # unbiased on average
+    plain_log_det = torch.logdet(torch.stack([torch.cov(s.T) for s in samples[:200]])).mean().item()
+    assert 0.5 * plain_log_det + 0.5 * 3 * math.log(2 * math.pi * math.e) < exact - 0.3  # what the correction removes
+
+
+def test_temperature_tuner_converges_to_the_w_whose_boltzmann_law_has_the_target_entropy():
+    target = -6.0
+    # H(N(mu, w P^-1)) = d/2 log(2 pi e) + d/2 log w - 1/2 log det P  =>  the w with entropy `target`:
+    d = 3
+    w_star = math.exp((2 / d) * (target - 0.5 * d * math.log(2 * math.pi * math.e) + 0.5 * torch.logdet(PRECISION).item()))
+    q_fn = quadratic_q(torch.zeros(3), PRECISION)
+    log_w = torch.tensor(math.log(1.0), requires_grad=True)  # start far from w* (about 0.3)
+    w_optimizer = torch.optim.Adam([log_w], lr=0.1)
+    torch.manual_seed(0)
+    for _ in range(150):
+        w = log_w.detach().exp()
+        sample = lambda obs, w=w: lql.langevin_sample(q_fn, torch.zeros(obs.shape[0], 3), w, 100, 1e-4 * w / w_star)
+        entropy = lql.policy_entropy(sample, torch.zeros(8, 1), n_chains=32)
+        lql.temperature_step(log_w, w_optimizer, entropy, target)
+    assert log_w.item() == pytest.approx(math.log(w_star), abs=0.15)

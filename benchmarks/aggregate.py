@@ -1,0 +1,318 @@
+"""Results table and learning curves of a learning benchmark (`./benchmark.sh learn`), from its TensorBoard logs.
+
+    ./benchmark.sh aggregate benchmark_results/quick        (or: python benchmarks/aggregate.py DIR)
+
+Reads every finished run, `DIR/{algo}/{env}/seed{k}/` with a `DONE` marker (written by the local runner and by the
+Slurm job alike), and writes into DIR:
+
+- `results.csv` and `results.md`: one row per (algorithm, environment). Definitions:
+  - final return: a run's last `eval/episodic_return` (the final evaluation, itself a mean over its episodes);
+    mean ± sample std (ddof 1) over seeds, no std with one seed;
+  - IQM: the interquartile mean over seeds, scipy.stats.trim_mean(x, 0.25) as rliable computes it: floor(n / 4)
+    values are cut from each end, no fractional weights (so with 3 seeds nothing is cut and IQM = mean; 5 seeds cut
+    1 each side); 95% CI by the percentile bootstrap over seeds (2000 resamples with replacement, RNG seed 0);
+    one seed gives the degenerate interval [x, x];
+  - env steps/s: a run's last logged env step divided by its wall time (end to end: acting, updates, evaluations,
+    compilation), median over seeds; wall time: from the run's first to its last logged scalar (event wall-times;
+    interpreter start-up and environment construction, seconds, are not in it; for a resumed run, summed over its
+    sessions, so the pause between an interruption and the resume is not in it), median over seeds;
+  - critic params: parameters of the online critic ensemble (both critics), without the target copies and the
+    optimizer state, counted by building the script's `CriticEnsemble` for the environment's sizes.
+- `learning_curves.png`: evaluation return against env steps, one panel per environment, the mean over seeds with a
+  band of ± one std (seeds interpolated onto the union of their evaluation steps inside their common range).
+"""
+
+import argparse
+import csv
+import importlib
+import math
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+EVAL_TAG = "eval/episodic_return"
+BOOTSTRAP_RESAMPLES = 2000
+COLUMNS = [
+    "algorithm",
+    "env",
+    "seeds",
+    "env_steps",
+    "final_return_mean",
+    "final_return_std",
+    "iqm",
+    "iqm_ci_low",
+    "iqm_ci_high",
+    "env_steps_per_s",
+    "wall_time_s",
+    "critic_params",
+]
+
+
+@dataclass
+class RunResult:
+    algo: str
+    env_id: str
+    seed: int
+    steps: np.ndarray  # evaluation steps, increasing, one value per step
+    returns: np.ndarray  # evaluation returns at those steps
+    total_steps: int
+    wall_time_s: float
+
+    @property
+    def final_return(self) -> float:
+        return float(self.returns[-1])
+
+
+def iqm(x) -> float:
+    """Interquartile mean as scipy.stats.trim_mean(x, 0.25), the function rliable's aggregate_iqm calls: cut
+    int(0.25 n) values from each end of the sorted sample, average the rest (no fractional weights)."""
+    x = np.sort(np.asarray(x, dtype=np.float64))
+    cut = int(0.25 * len(x))
+    return float(x[cut : len(x) - cut].mean())
+
+
+def bootstrap_ci(x, resamples=BOOTSTRAP_RESAMPLES, level=0.95, seed=0) -> tuple[float, float]:
+    """Percentile bootstrap interval of the IQM, resampling the seeds with replacement (a fixed RNG: same data, same
+    interval). With one value every resample equals it: the interval is [x, x]."""
+    x = np.asarray(x, dtype=np.float64)
+    n = len(x)
+    samples = np.sort(x[np.random.default_rng(seed).integers(0, n, size=(resamples, n))], axis=1)
+    cut = int(0.25 * n)
+    stats = samples[:, cut : n - cut].mean(axis=1)
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(stats, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def load_scalars(event_dir) -> dict[str, list[tuple[int, float, float]]]:
+    """{tag: [(step, wall_time, value), ...]} in the order they were written, every event kept, except what a
+    resumed run's purge_step hides (what the interrupted session logged after its checkpoint)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    accumulator = EventAccumulator(str(event_dir), size_guidance={"scalars": 0})
+    accumulator.Reload()
+    return {tag: [(e.step, e.wall_time, e.value) for e in accumulator.Scalars(tag)] for tag in accumulator.Tags()["scalars"]}
+
+
+def active_time(event_dir) -> float:
+    """Seconds from the first to the last logged scalar of each event file (one per session: a resumed run adds
+    one), summed: the time between an interruption and its resume is not counted."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    total = 0.0
+    for path in sorted(Path(event_dir).glob("events.out.tfevents.*")):
+        wall_times = [e.wall_time for e in EventFileLoader(str(path)).Load() if e.HasField("summary")]
+        total += max(wall_times) - min(wall_times) if wall_times else 0.0
+    return total
+
+
+def run_result(run_dir: Path, algo: str, env_id: str, seed: int) -> RunResult | None:
+    """The evaluation curve, step count and wall time of one run directory; None when it logged no evaluation."""
+    event_dirs = [d for d in (run_dir / "runs").glob("*") if d.is_dir() and any(d.glob("events.out.tfevents.*"))]
+    if not event_dirs:
+        return None
+    event_dir = max(event_dirs, key=lambda d: d.stat().st_mtime)  # the runners leave one; take the newest
+    scalars = load_scalars(event_dir)
+    if not scalars.get(EVAL_TAG):
+        return None
+    last_at_step = {}
+    for step, _, value in scalars[EVAL_TAG]:
+        last_at_step[step] = value  # the final evaluation can share its step with a periodic one: it is written last
+    steps = np.array(sorted(last_at_step))
+    return RunResult(
+        algo=algo,
+        env_id=env_id,
+        seed=seed,
+        steps=steps,
+        returns=np.array([last_at_step[s] for s in steps], dtype=np.float64),
+        total_steps=int(max(step for series in scalars.values() for step, _, _ in series)),
+        wall_time_s=active_time(event_dir),
+    )
+
+
+def find_runs(out: Path) -> tuple[list[RunResult], list[str]]:
+    """Finished runs under out/{algo}/{env}/seed{k}/, and the relative paths of the runs left out (and why)."""
+    results, left_out = [], []
+    for run_dir in sorted(out.glob("*/*/seed*")):
+        algo, env_id, seed_name = run_dir.relative_to(out).parts
+        if not (run_dir.is_dir() and seed_name[4:].isdigit()):
+            continue
+        name = f"{algo}/{env_id}/{seed_name}"
+        if not (run_dir / "DONE").exists():
+            left_out.append(f"{name} (not finished)")
+            continue
+        result = run_result(run_dir, algo, env_id, int(seed_name[4:]))
+        if result is None:
+            left_out.append(f"{name} (finished, but no {EVAL_TAG} in its logs)")
+        else:
+            results.append(result)
+    return results, left_out
+
+
+_params_cache = {}
+
+
+def critic_params(algo: str, env_id: str) -> int | None:
+    """Parameters of the script's online critic ensemble for the env's sizes; None when that cannot be built here."""
+    key = (algo, env_id)
+    if key not in _params_cache:
+        try:
+            import gymnasium as gym
+
+            if str(REPO) not in sys.path:
+                sys.path.insert(0, str(REPO))
+            module = importlib.import_module(f"{algo}_continuous_action")
+            with warnings.catch_warnings():  # gymnasium's "v4 is out of date": only the sizes are needed here
+                warnings.simplefilter("ignore")
+                env = gym.make(env_id)
+            obs_dim, act_dim = int(np.prod(env.observation_space.shape)), int(np.prod(env.action_space.shape))
+            env.close()
+            _params_cache[key] = sum(p.numel() for p in module.CriticEnsemble(obs_dim, act_dim).parameters())
+        except Exception as e:  # a secondary column: say why it is missing, keep the table
+            print(f"warning: no parameter count for {algo} on {env_id}: {type(e).__name__}: {e}", file=sys.stderr)
+            _params_cache[key] = None
+    return _params_cache[key]
+
+
+def summarize(results: list[RunResult]) -> list[dict]:
+    """One row per (algorithm, environment), environments then algorithms in name order."""
+    rows = []
+    for env_id, algo in sorted({(r.env_id, r.algo) for r in results}):
+        group = sorted((r for r in results if (r.algo, r.env_id) == (algo, env_id)), key=lambda r: r.seed)
+        finals = np.array([r.final_return for r in group])
+        low, high = bootstrap_ci(finals)
+        rows.append(
+            {
+                "algorithm": algo,
+                "env": env_id,
+                "seeds": len(group),
+                "env_steps": int(np.median([r.total_steps for r in group])),
+                "final_return_mean": float(finals.mean()),
+                "final_return_std": float(finals.std(ddof=1)) if len(finals) > 1 else math.nan,
+                "iqm": iqm(finals),
+                "iqm_ci_low": low,
+                "iqm_ci_high": high,
+                "env_steps_per_s": float(np.median([r.total_steps / max(r.wall_time_s, 1e-9) for r in group])),
+                "wall_time_s": float(np.median([r.wall_time_s for r in group])),
+                "critic_params": critic_params(algo, env_id),
+            }
+        )
+    return rows
+
+
+def learning_curves(results: list[RunResult]) -> dict[str, dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, int]]]:
+    """{env: {algo: (steps, mean, std, n_seeds)}}: seeds interpolated onto the union of their evaluation steps inside
+    the range they all cover (the identity when they share their steps); std is ddof 1, zero with one seed."""
+    curves = {}
+    for env_id, algo in sorted({(r.env_id, r.algo) for r in results}):
+        group = [r for r in results if (r.algo, r.env_id) == (algo, env_id)]
+        start, end = max(r.steps[0] for r in group), min(r.steps[-1] for r in group)
+        grid = np.unique(np.concatenate([r.steps for r in group]))
+        grid = grid[(grid >= start) & (grid <= end)]
+        values = np.stack([np.interp(grid, r.steps, r.returns) for r in group])
+        std = values.std(axis=0, ddof=1) if len(group) > 1 else np.zeros(len(grid))
+        curves.setdefault(env_id, {})[algo] = (grid, values.mean(axis=0), std, len(group))
+    return curves
+
+
+def plot_curves(curves, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    n = len(curves)
+    ncols = min(n, 3)
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5 * ncols, 3.8 * nrows), squeeze=False)
+    for ax, (env_id, by_algo) in zip(axes.flat, curves.items(), strict=False):
+        for algo, (steps, mean, std, n_seeds) in by_algo.items():
+            (line,) = ax.plot(steps, mean, marker=".", label=f"{algo} ({n_seeds} seed{'s' if n_seeds > 1 else ''})")
+            ax.fill_between(steps, mean - std, mean + std, color=line.get_color(), alpha=0.2, linewidth=0)
+        ax.set_title(env_id)
+        ax.set_xlabel("env steps")
+        ax.set_ylabel("eval return (mean ± std over seeds)")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    for ax in list(axes.flat)[n:]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _fmt(x, digits=1):
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:,.{digits}f}"
+
+
+def markdown_table(rows: list[dict], left_out: list[str]) -> str:
+    lines = [
+        "| algorithm | env | seeds | env steps | final eval return, mean ± std | IQM [95% CI] | env steps/s | "
+        "wall time / run | critic params |",
+        "|-|-|-|-|-|-|-|-|-|",
+    ]
+    for r in rows:
+        std = "" if math.isnan(r["final_return_std"]) else f" ± {_fmt(r['final_return_std'])}"
+        lines.append(
+            f"| {r['algorithm']} | {r['env']} | {r['seeds']} | {r['env_steps']:,} | {_fmt(r['final_return_mean'])}{std} | "
+            f"{_fmt(r['iqm'])} [{_fmt(r['iqm_ci_low'])}, {_fmt(r['iqm_ci_high'])}] | {_fmt(r['env_steps_per_s'])} | "
+            f"{r['wall_time_s'] / 60:.1f} min | {_fmt(r['critic_params'], 0)} |"
+        )
+    notes = [
+        "",
+        "- Final eval return: each run's last `eval/episodic_return` (the final evaluation); mean ± sample std over seeds.",
+        "- IQM: scipy.stats.trim_mean(x, 0.25) over seeds as in rliable (floor(n/4) cut from each end: with 3 seeds it is "
+        f"the mean); 95% CI: percentile bootstrap over seeds, {BOOTSTRAP_RESAMPLES} resamples, RNG seed 0.",
+        "- env steps/s: last logged env step / wall time, end to end (evaluations and compilation included), median over "
+        "seeds. Wall time: first to last logged scalar (summed over the sessions of a resumed run), median over seeds.",
+        "- critic params: the online critic ensemble (both critics), not the target copies.",
+    ]
+    if left_out:
+        notes.append("- Left out: " + ", ".join(left_out) + ".")
+    return "\n".join(["# Learning benchmark", "", *lines, *notes]) + "\n"
+
+
+def aggregate(out) -> list[dict]:
+    """Writes results.csv, results.md and learning_curves.png into out; returns the table's rows."""
+    out = Path(out)
+    if not out.is_dir():
+        raise SystemExit(f"error: {out} is not a directory")
+    results, left_out = find_runs(out)
+    for item in left_out:
+        print(f"left out: {item}")
+    if not results:
+        print(f"no finished run with an evaluation under {out}: no table written")
+        return []
+    rows = summarize(results)
+    with open(out / "results.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: "" if v is None or (isinstance(v, float) and math.isnan(v)) else v for k, v in row.items()})
+    table = markdown_table(rows, left_out)
+    (out / "results.md").write_text(table)
+    plot_curves(learning_curves(results), out / "learning_curves.png")
+    print(table)
+    print(f"wrote {out / 'results.csv'}, {out / 'results.md'}, {out / 'learning_curves.png'}")
+    return rows
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise SystemExit(f"error: {message} (see --help)")
+
+
+def main(argv=None) -> int:
+    parser = _Parser(description="Results table (CSV, Markdown) and learning-curve PNG of a learning benchmark.")
+    parser.add_argument("out", help="the benchmark's output directory (the learn mode's --out)")
+    args = parser.parse_args(argv)
+    aggregate(args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

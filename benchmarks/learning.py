@@ -1,0 +1,448 @@
+"""Learning-curve benchmark: both scripts over a list of environments and seeds, several runs at once, each run in its
+own directory; then the results table and the learning-curve plot (benchmarks/aggregate.py).
+
+    ./benchmark.sh learn [--preset quick|paper] [--algos lql,nclql] [--envs Hopper-v4,...] [--seeds 1,2,3]
+                         [--total-timesteps N] [--workers N] [--out DIR] [--dry-run] [--slurm ...] [-- script args]
+
+Layout: DIR/{algo}/{env}/seed{k}/ holds `log.txt` (the script's stdout and stderr), `runs/` (its TensorBoard logs: the
+scripts write runs/ under their working directory, so each run starts in its own directory) and `DONE` (JSON: exit
+status, wall time, command), written only when the script exits with status 0. Running the benchmark again skips
+runs with DONE; a run without DONE resumes from the checkpoint its last attempt left (the scripts write one on
+Ctrl-C / SIGTERM and every --checkpoint-frequency env steps) with --resume, or else starts afresh (the failed
+attempt's logs deleted first). A failed run does not stop the others; it is listed at the end with its log, and the
+exit status is then 1. Each run gets
+OMP_NUM_THREADS = max(1, cores // workers). Arguments after `--` go to every script call and replace the preset's
+flags of the same name (`--no-compile` drops `--compile`); --env-id, --seed, --total-timesteps and --exp-name belong
+to the benchmark.
+
+Presets (updates = env steps after --learning-starts, divided by --num-envs; one update per vector step):
+- quick: InvertedPendulum-v4 (10,000 env steps) and Hopper-v4 (15,000), seeds 1-3, both algorithms, --num-envs 1
+  --learning-starts 1000 --eval-frequency 2500 --eval-episodes 5 --compile, 2 workers: 12 runs, 69,000 env steps
+  (and about as many updates) per worker. One run gets 5-7 env steps/s while another shares this 2-core VM (the
+  README's InvertedPendulum runs: LQL 30,000 steps in 101 min, NC-LQL 14,400 in 35 min), so the preset takes about
+  69,000 / (5-7) s = 3-4 hours; `--envs InvertedPendulum-v4` alone (30,000 per worker) 1.2-1.7 hours.
+- paper: the authors' protocol, HalfCheetah, Ant, Hopper, Humanoid, Walker2d, Swimmer (-v4), seeds 1-5, 5,000,000
+  env steps, the scripts' defaults (the authors': --num-envs 5, 30k learning starts, evaluation of 10 episodes every
+  125k steps) plus --compile; add `-- --cuda` on a GPU. 60 runs of (5e6 - 3e4) / 5 = 994,000 updates each. At the
+  authors' reported ~7.5 updates/s on a CPU that is 994,000 / 7.5 = 132,500 s = 37 h (1.5 days) per run and
+  60 x 37 h = 2,200 run-hours (92 days) for the preset on one worker. GPU speed is not measured here: a run takes
+  994,000 x the time of one update (a short run's log gives the rate), e.g. 10 h at 36 ms. --slurm spreads the runs
+  over a cluster.
+
+Slurm (--slurm): writes DIR/slurm_job.sh, a job array with one task per unfinished run (the same command, working
+directory, log.txt, resume and DONE marker as the local runner), and submits it with sbatch when sbatch is on PATH;
+otherwise it prints the script's path. A task cut by its time limit gets SIGTERM and checkpoints (if it can write the
+checkpoint within the cluster's KillWait; otherwise the last periodic one is used): `--slurm` again submits the
+unfinished runs, which resume. When the tasks are done, `./benchmark.sh aggregate DIR` makes the table.
+"""
+
+import argparse
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import aggregate  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+SCRIPTS = {"lql": REPO / "lql_continuous_action.py", "nclql": REPO / "nclql_continuous_action.py"}
+# set per run by the benchmark (--resume when a run is retried); --eval-checkpoint would not train at all
+RESERVED = ("--env-id", "--seed", "--total-timesteps", "--exp-name", "--resume", "--eval-checkpoint")
+
+
+@dataclass(frozen=True)
+class Preset:
+    budgets: dict[str, int]  # env id -> env steps
+    default_steps: int  # for an environment given with --envs that the preset does not list
+    seeds: tuple[int, ...]
+    script_args: tuple[str, ...]
+    workers: int
+    slurm_time: str
+    slurm_cpus: int
+
+
+PAPER_ENVS = ("HalfCheetah-v4", "Ant-v4", "Hopper-v4", "Humanoid-v4", "Walker2d-v4", "Swimmer-v4")
+PRESETS = {
+    "quick": Preset(
+        budgets={"InvertedPendulum-v4": 10_000, "Hopper-v4": 15_000},
+        default_steps=15_000,
+        seeds=(1, 2, 3),
+        script_args=(
+            *("--num-envs", "1", "--learning-starts", "1000", "--eval-frequency", "2500", "--eval-episodes", "5"),
+            "--compile",
+        ),
+        workers=2,
+        slurm_time="04:00:00",
+        slurm_cpus=1,
+    ),
+    "paper": Preset(
+        budgets=dict.fromkeys(PAPER_ENVS, 5_000_000),
+        default_steps=5_000_000,
+        seeds=(1, 2, 3, 4, 5),
+        script_args=("--compile",),
+        workers=1,
+        slurm_time="3-00:00:00",
+        slurm_cpus=2,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Job:
+    algo: str
+    env_id: str
+    seed: int
+    total_timesteps: int
+    run_dir: Path
+    command: tuple[str, ...] = field(repr=False)
+
+    @property
+    def name(self) -> str:
+        return f"{self.algo}/{self.env_id}/seed{self.seed}"
+
+    @property
+    def done(self) -> bool:
+        return (self.run_dir / "DONE").exists()
+
+
+def _flag_name(token: str) -> str:
+    """'--no-compile' and '--compile=x' -> '--compile': the flag a token sets."""
+    name = token.split("=", 1)[0]
+    return "--" + name[len("--no-") :] if name.startswith("--no-") else name
+
+
+def merge_args(preset_args, extra_args) -> list[str]:
+    """The preset's script arguments with every flag that extra_args also sets removed, then extra_args."""
+    overridden = {_flag_name(t) for t in extra_args if t.startswith("--")}
+    merged, skipping = [], False
+    for token in preset_args:
+        if token.startswith("--"):
+            skipping = _flag_name(token) in overridden
+        if not skipping:
+            merged.append(token)
+    return merged + list(extra_args)
+
+
+def build_jobs(out, algos, budgets: dict[str, int], seeds, script_args=(), extra_args=(), scripts=None, python=None):
+    """One job per (environment, seed, algorithm), in that order: the algorithms alternate, so partial results compare."""
+    scripts, python = scripts or SCRIPTS, python or sys.executable
+    args = merge_args(script_args, extra_args)
+    jobs = []
+    for env_id, steps in budgets.items():
+        for seed in seeds:
+            for algo in algos:
+                command = (
+                    python,
+                    str(Path(scripts[algo]).resolve()),
+                    *("--env-id", env_id, "--seed", str(seed), "--total-timesteps", str(steps), "--exp-name", algo),
+                    *args,
+                )
+                jobs.append(Job(algo, env_id, seed, steps, Path(out).resolve() / algo / env_id / f"seed{seed}", command))
+    return jobs
+
+
+def latest_checkpoint(run_dir: Path) -> str | None:
+    """The newest runs/*/checkpoint.pt an interrupted attempt left (relative to run_dir), or None."""
+    found = sorted((run_dir / "runs").glob("*/checkpoint.pt"), key=lambda p: p.stat().st_mtime)
+    return str(found[-1].relative_to(run_dir)) if found else None
+
+
+def run_job(job: Job, omp_threads: int) -> int:
+    """Runs one job in its directory, resuming from the checkpoint of an interrupted attempt if there is one (the
+    scripts write one on SIGINT/SIGTERM and every --checkpoint-frequency steps); writes DONE only on success."""
+    job.run_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint = latest_checkpoint(job.run_dir)
+    if checkpoint is None:
+        shutil.rmtree(job.run_dir / "runs", ignore_errors=True)  # a failed attempt's logs would be read as results
+    command = [*job.command, "--resume", checkpoint] if checkpoint else list(job.command)
+    env = {**os.environ, "OMP_NUM_THREADS": str(omp_threads), "PYTHONUNBUFFERED": "1"}
+    start = time.time()
+    with open(job.run_dir / "log.txt", "a" if checkpoint else "w") as log:  # a resume keeps the earlier output
+        log.write("$ " + shlex.join(command) + "\n")
+        log.flush()
+        try:
+            status = subprocess.run(command, cwd=job.run_dir, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
+        except OSError as e:  # the interpreter or the script cannot be started
+            log.write(f"error: cannot start the run: {e}\n")
+            status = 127
+    if status == 0:
+        record = {
+            "exit_status": 0,
+            "wall_time_s": round(time.time() - start, 1),  # of this attempt
+            "runner": "local",
+            "command": job.command,
+            "resumed_from": checkpoint,
+        }
+        (job.run_dir / "DONE").write_text(json.dumps(record) + "\n")
+    return status
+
+
+def available_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _warn_changed(finished: list[Job]) -> None:
+    """Finished runs are kept even when their command differs from this invocation's: say so, once."""
+    changed = []
+    for job in finished:
+        try:
+            recorded = json.loads((job.run_dir / "DONE").read_text()).get("command", [])[2:]
+        except (OSError, ValueError):
+            continue
+        if recorded and list(recorded) != list(job.command[2:]):
+            changed.append(job)
+    if changed:
+        print(
+            f"warning: {len(changed)} finished run(s) were made with other script arguments (e.g. {changed[0].run_dir}); "
+            "they are kept: use another --out, or delete their directories to redo them",
+            file=sys.stderr,
+        )
+
+
+def run_jobs(jobs: list[Job], workers: int, cores: int | None = None) -> list[tuple[Job, int]]:
+    """Runs the unfinished jobs, `workers` at a time; returns the failed ones with their exit status."""
+    finished = [job for job in jobs if job.done]
+    todo = [job for job in jobs if not job.done]
+    _warn_changed(finished)
+    omp = max(1, (cores or available_cores()) // workers)
+    print(
+        f"{len(jobs)} runs: {len(finished)} finished earlier (skipped), {len(todo)} to do, {workers} at a time, "
+        f"OMP_NUM_THREADS={omp} each",
+        flush=True,
+    )
+    failed, lock, stop = [], threading.Lock(), threading.Event()
+    counter = iter(range(1, len(todo) + 1))
+
+    def work(job):
+        if stop.is_set():
+            return None
+        with lock:
+            resume = latest_checkpoint(job.run_dir)
+            print(f"[{next(counter)}/{len(todo)}] start {job.name}" + (f", resuming {resume}" if resume else ""), flush=True)
+        start = time.time()
+        status = run_job(job, omp)
+        with lock:
+            if status == 0:
+                print(f"done {job.name} in {(time.time() - start) / 60:.1f} min", flush=True)
+            else:
+                checkpoint = latest_checkpoint(job.run_dir)
+                then = f"; the next run resumes from {checkpoint}" if checkpoint else ""
+                print(f"FAILED {job.name} (exit status {status}): see {job.run_dir / 'log.txt'}{then}", flush=True)
+        return status
+
+    pool = ThreadPoolExecutor(max_workers=workers)
+    futures = {pool.submit(work, job): job for job in todo}
+    try:
+        for future in as_completed(futures):
+            status = future.result()
+            if status:
+                failed.append((futures[future], status))
+    except KeyboardInterrupt:
+        stop.set()  # the runs in progress got the terminal's SIGINT too; start no new ones
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown()
+    order = {job: i for i, job in enumerate(jobs)}
+    return sorted(failed, key=lambda item: order[item[0]])
+
+
+# The part of the Slurm script after the task's dir, cmd and command_json are set: what run_job does, in bash.
+SLURM_TASK = r"""  *) echo "error: no run for array task $task" >&2; exit 2 ;;
+esac
+mkdir -p "$dir" && cd "$dir"
+if [ -e DONE ]; then echo "already finished: $dir"; exit 0; fi
+# an interrupted attempt (time limit, pre-emption: the scripts checkpoint on SIGTERM) resumes from its checkpoint
+checkpoint=$(ls -t runs/*/checkpoint.pt 2>/dev/null | head -n 1 || true)
+if [ -n "$checkpoint" ]; then
+  cmd+=(--resume "$checkpoint")
+  resumed_from="\"$checkpoint\""
+else
+  rm -rf runs log.txt  # a failed attempt's logs would be read as results
+  resumed_from=null
+fi
+export OMP_NUM_THREADS=${SLURM_CPUS_PER_TASK:-1} PYTHONUNBUFFERED=1
+start=$(date +%s)
+status=0
+{ printf '$ %s\n' "${cmd[*]}"; "${cmd[@]}"; } >> log.txt 2>&1 || status=$?
+if [ "$status" -ne 0 ]; then
+  echo "error: $dir failed with exit status $status: see $dir/log.txt" >&2
+  exit "$status"
+fi
+printf '{"exit_status": 0, "wall_time_s": %s, "runner": "slurm", "command": %s, "resumed_from": %s}\n' \
+  "$(( $(date +%s) - start ))" "$command_json" "$resumed_from" > DONE
+"""
+
+
+def write_slurm_script(jobs: list[Job], out, time_limit: str, cpus: int, sbatch_options=(), job_name="lql-bench") -> Path:
+    """A job array with one task per job: task i runs jobs[i] in its directory, as run_job does (log.txt, DONE)."""
+    out = Path(out).resolve()
+    (out / "slurm_logs").mkdir(parents=True, exist_ok=True)
+    lines = [
+        "#!/usr/bin/env bash",
+        "# Written by benchmarks/learning.py (./benchmark.sh learn --slurm): one array task per unfinished run.",
+        f"#SBATCH --job-name={job_name}",
+        f"#SBATCH --array=0-{len(jobs) - 1}",
+        f"#SBATCH --cpus-per-task={cpus}",
+        f"#SBATCH --time={time_limit}",
+        f"#SBATCH --output={out}/slurm_logs/%A_%a.out",
+        *(f"#SBATCH {option}" for option in sbatch_options),
+        "set -euo pipefail",
+        'task=${SLURM_ARRAY_TASK_ID:?"submit this script with sbatch: it is a job array"}',
+        'case "$task" in',
+    ]
+    for i, job in enumerate(jobs):
+        lines += [
+            f"  {i})  # {job.name}",
+            f"    dir={shlex.quote(str(job.run_dir))}",
+            f"    cmd=({' '.join(shlex.quote(token) for token in job.command)})",
+            f"    command_json={shlex.quote(json.dumps(list(job.command)))} ;;",
+        ]
+    lines.append(SLURM_TASK)
+    path = out / "slurm_job.sh"
+    path.write_text("\n".join(lines))
+    path.chmod(0o755)
+    return path
+
+
+def _split_list(text: str, what: str) -> list[str]:
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if not items:
+        raise SystemExit(f"error: --{what} is empty")
+    if len(set(items)) != len(items):
+        raise SystemExit(f"error: --{what} lists an item twice: {text}")
+    return items
+
+
+def check_envs(env_ids) -> None:
+    import gymnasium as gym
+
+    for env_id in env_ids:
+        try:
+            gym.spec(env_id)
+        except gym.error.Error as e:
+            raise SystemExit(f"error: unknown environment {env_id!r} ({e})") from None
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise SystemExit(f"error: {message} (see --help)")
+
+
+def parse(argv):
+    """(options, extra script arguments): what follows the first `--` goes to the scripts untouched."""
+    argv = list(argv)
+    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
+    argv = argv[: argv.index("--")] if "--" in argv else argv
+    p = _Parser(
+        prog="./benchmark.sh learn",
+        description="Runs LQL and NC-LQL over environments and seeds, then writes the results table and plot.",
+        epilog="Arguments after -- are passed to every script call. See the header of benchmarks/learning.py.",
+    )
+    p.add_argument("--preset", default="quick", choices=sorted(PRESETS), help="quick (3-4 h on 2 cores) or paper (GPUs, days)")
+    p.add_argument("--algos", default=",".join(SCRIPTS), help="comma-separated, from: " + ", ".join(SCRIPTS))
+    p.add_argument("--envs", help="comma-separated env ids (default: the preset's)")
+    p.add_argument("--seeds", help="comma-separated integers (default: the preset's)")
+    p.add_argument("--total-timesteps", type=int, help="env steps of every run (default: the preset's, per env)")
+    p.add_argument("--workers", type=int, help="runs at once (default: the preset's)")
+    p.add_argument("--out", help="output directory (default: benchmark_results/{preset})")
+    p.add_argument("--dry-run", action="store_true", help="print the unfinished runs' commands and stop")
+    p.add_argument("--slurm", action="store_true", help="write a Slurm job array for the unfinished runs and submit it")
+    p.add_argument("--slurm-time", help="time limit per array task (default: the preset's)")
+    p.add_argument("--slurm-cpus", type=int, help="--cpus-per-task (default: the preset's)")
+    p.add_argument(
+        "--sbatch", action="append", default=[], metavar="OPTION", help="extra #SBATCH line, e.g. --sbatch=--gres=gpu:1"
+    )
+    return p.parse_args(argv), extra
+
+
+def plan(argv):
+    """Checks the command line; returns (options, preset, jobs, workers, output directory)."""
+    args, extra = parse(argv)
+    preset = PRESETS[args.preset]
+    algos = _split_list(args.algos, "algos")
+    unknown = [a for a in algos if a not in SCRIPTS]
+    if unknown:
+        raise SystemExit(f"error: unknown algorithm {unknown[0]!r} (choose from {', '.join(SCRIPTS)})")
+    workers = preset.workers if args.workers is None else args.workers
+    if workers < 1:
+        raise SystemExit(f"error: --workers must be >= 1, got {workers}")
+    if args.total_timesteps is not None and args.total_timesteps < 1:
+        raise SystemExit(f"error: --total-timesteps must be >= 1, got {args.total_timesteps}")
+    if args.slurm_cpus is not None and args.slurm_cpus < 1:
+        raise SystemExit(f"error: --slurm-cpus must be >= 1, got {args.slurm_cpus}")
+    try:
+        seeds = [int(s) for s in _split_list(args.seeds, "seeds")] if args.seeds else list(preset.seeds)
+    except ValueError:
+        raise SystemExit(f"error: --seeds must be comma-separated integers, got {args.seeds!r}") from None
+    reserved = sorted({_flag_name(t) for t in extra} & set(RESERVED))
+    if reserved:
+        raise SystemExit(
+            f"error: {reserved[0]} cannot be passed to the scripts here: the benchmark sets --env-id, --seed, "
+            "--total-timesteps, --exp-name and --resume per run (use --envs, --seeds, --total-timesteps)"
+        )
+    env_ids = _split_list(args.envs, "envs") if args.envs else list(preset.budgets)
+    check_envs(env_ids)
+    budgets = {e: args.total_timesteps or preset.budgets.get(e, preset.default_steps) for e in env_ids}
+    out = Path(args.out or f"benchmark_results/{args.preset}").resolve()
+    return args, preset, build_jobs(out, algos, budgets, seeds, preset.script_args, extra), workers, out
+
+
+def main(argv=None) -> int:
+    args, preset, jobs, workers, out = plan(sys.argv[1:] if argv is None else argv)
+    todo = [job for job in jobs if not job.done]
+
+    if args.dry_run:
+        for job in todo:
+            print(f"cd {shlex.quote(str(job.run_dir))} && {shlex.join(job.command)} > log.txt 2>&1")
+        print(f"{len(todo)} of {len(jobs)} runs to do")
+        return 0
+    if args.slurm:
+        if not todo:
+            print(f"all {len(jobs)} runs are finished: nothing to submit; ./benchmark.sh aggregate {out}")
+            return 0
+        path = write_slurm_script(
+            todo,
+            out,
+            args.slurm_time or preset.slurm_time,
+            args.slurm_cpus or preset.slurm_cpus,
+            args.sbatch,
+            job_name=f"lql-{args.preset}",
+        )
+        if shutil.which("sbatch") is None:
+            print(f"sbatch not found: wrote {path} ({len(todo)} array tasks); submit it with: sbatch {path}")
+            print(f"then, when the tasks are done: ./benchmark.sh aggregate {out}")
+            return 0
+        print(f"submitting {path} ({len(todo)} array tasks)", flush=True)
+        status = subprocess.run(["sbatch", str(path)]).returncode
+        if status == 0:
+            print(f"when the tasks are done: ./benchmark.sh aggregate {out}")
+        return status
+
+    try:
+        failed = run_jobs(jobs, workers)
+    except KeyboardInterrupt:
+        print(
+            "\ninterrupted: finished runs are kept, interrupted ones resume from their checkpoints: run the same command "
+            "again to go on",
+            file=sys.stderr,
+        )
+        return 130
+    aggregate.aggregate(out)
+    if failed:
+        print(f"error: {len(failed)} of {len(todo)} runs failed (re-running the benchmark retries them):", file=sys.stderr)
+        for job, status in failed:
+            print(f"  {job.name} (exit status {status}): {job.run_dir / 'log.txt'}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,377 @@
+"""The learning benchmark (benchmarks/learning.py, benchmarks/aggregate.py) without any training: synthetic event files
+with known numbers for the table and the plot, and a stand-in script for the runner and the Slurm job array."""
+
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from torch.utils.tensorboard import SummaryWriter
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+import aggregate  # noqa: E402
+import learning  # noqa: E402
+
+# Critic ensembles by hand (two critics, 3 x 256 mish): LQL per critic (obs + act) * 256 + 256 (first layer),
+# 2 * (256 * 256 + 256) (hidden), 256 + 1 (out); NC-LQL adds the level MLP 16 * 32 + 32 + 32 * 16 + 16 and the level's
+# 16 * 256 share of the first layer. InvertedPendulum-v4: obs 4, act 1; Hopper-v4: obs 11, act 3.
+PARAMS = {
+    ("lql", "InvertedPendulum-v4"): 2 * (5 * 256 + 256 + 2 * (256 * 256 + 256) + 257),
+    ("nclql", "InvertedPendulum-v4"): 2 * (5 * 256 + 256 + 2 * (256 * 256 + 256) + 257 + 544 + 528 + 16 * 256),
+    ("lql", "Hopper-v4"): 2 * (14 * 256 + 256 + 2 * (256 * 256 + 256) + 257),
+    ("nclql", "Hopper-v4"): 2 * (14 * 256 + 256 + 2 * (256 * 256 + 256) + 257 + 544 + 528 + 16 * 256),
+}
+# final evaluation return of seeds 1, 2, 3; the periodic evaluations are at steps 2500 (FIRST) and 5000
+FINALS = {
+    ("lql", "InvertedPendulum-v4"): [100.0, 200.0, 600.0],
+    ("nclql", "InvertedPendulum-v4"): [1000.0, 1000.0, 1000.0],
+    ("lql", "Hopper-v4"): [300.0, 500.0, 400.0],
+    ("nclql", "Hopper-v4"): [50.0, 250.0, 900.0],
+}
+FIRST = [10.0, 20.0, 30.0]
+
+
+def write_run(out, algo, env_id, seed, evals, wall_time, done=True, total_steps=5000):
+    """A run directory as the runner leaves it: runs/{name}/events..., DONE. The first scalar is logged at wall time
+    1000 and the last at 1000 + wall_time; evals are (step, value) pairs in order."""
+    run_dir = out / algo / env_id / f"seed{seed}"
+    writer = SummaryWriter(str(run_dir / "runs" / f"{env_id}__{algo}__{seed}__1"))
+    writer.add_scalar("charts/episodic_return", 12.0, 20, walltime=1000.0)
+    for i, (step, value) in enumerate(evals):
+        writer.add_scalar("eval/episodic_return", value, step, walltime=1000.0 + i + 1)
+    writer.add_scalar("charts/SPS", 7.0, total_steps, walltime=1000.0 + wall_time)
+    writer.close()
+    if done:
+        (run_dir / "DONE").write_text('{"exit_status": 0}\n')
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    """2 algorithms x 2 envs x 3 seeds with known returns and wall times 100, 200, 300 s; plus an unfinished run and
+    a finished one that logged no evaluation (both must be left out). Aggregated once for the tests below."""
+    out = tmp_path_factory.mktemp("bench")
+    for (algo, env_id), finals in FINALS.items():
+        for seed, (first, final) in enumerate(zip(FIRST, finals, strict=True), start=1):
+            # the periodic evaluation at 5000 shares its step with the final one: the final one is written last
+            write_run(out, algo, env_id, seed, [(2500, first), (5000, -1.0), (5000, final)], wall_time=100.0 * seed)
+    write_run(out, "lql", "Hopper-v4", 4, [(2500, 1e6), (5000, 1e6)], wall_time=5.0, done=False)
+    write_run(out, "nclql", "Hopper-v4", 5, [], wall_time=5.0)
+    rows = aggregate.aggregate(out)
+    return out, rows
+
+
+def test_iqm_follows_scipy_trim_mean_and_the_bootstrap_interval_is_a_percentile_interval_over_seeds():
+    assert aggregate.iqm([3.0, 1.0, 2.0]) == 2.0  # int(0.75) = 0 values cut: the mean
+    assert aggregate.iqm([1.0, 2.0, 3.0, 4.0, 100.0]) == 3.0  # one cut from each end
+    assert aggregate.iqm(np.arange(8.0)) == 3.5  # two cut from each end: mean of 2, 3, 4, 5
+    # int(1.5) = 1 cut from each end: mean of 2, 3, 10, 20 (fractional weights 0.5 on 2 and 20 would give 8.0)
+    assert aggregate.iqm([1.0, 2.0, 3.0, 10.0, 20.0, 30.0]) == 8.75
+    assert aggregate.bootstrap_ci([7.0]) == (7.0, 7.0)  # one seed: degenerate
+    sample = [1.0, 2.0, 3.0, 4.0, 100.0]
+    low, high = aggregate.bootstrap_ci(sample)
+    assert (low, high) == aggregate.bootstrap_ci(sample)  # a fixed RNG: same data, same interval
+    assert 1.0 <= low < aggregate.iqm(sample) < high < 100.0  # IQM resists the outlier: 4 of 5 draws would be needed
+    # with 3 seeds the resample's mean is the smallest (largest) value with probability 1/27 > 2.5%: [min, max]
+    assert aggregate.bootstrap_ci([5.0, 1.0, 9.0]) == (1.0, 9.0)
+
+
+def test_table_has_the_known_numbers(results):
+    out, rows = results
+    by_key = {(r["algorithm"], r["env"]): r for r in rows}
+    assert [(r["env"], r["algorithm"]) for r in rows] == [
+        ("Hopper-v4", "lql"),
+        ("Hopper-v4", "nclql"),
+        ("InvertedPendulum-v4", "lql"),
+        ("InvertedPendulum-v4", "nclql"),
+    ]
+    for key, finals in FINALS.items():
+        row = by_key[key]
+        assert row["seeds"] == 3  # the unfinished seed 4 and the evaluation-less seed 5 are not counted
+        assert row["final_return_mean"] == pytest.approx(np.mean(finals))
+        assert row["final_return_std"] == pytest.approx(np.std(finals, ddof=1))
+        assert row["iqm"] == pytest.approx(np.mean(finals))  # 3 seeds: nothing trimmed
+        assert (row["iqm_ci_low"], row["iqm_ci_high"]) == (min(finals), max(finals))
+        assert row["env_steps"] == 5000
+        assert row["wall_time_s"] == pytest.approx(200.0)  # median of 100, 200, 300
+        assert row["env_steps_per_s"] == pytest.approx(25.0)  # median of 5000/100, 5000/200, 5000/300
+        assert row["critic_params"] == PARAMS[key]
+    assert by_key[("lql", "InvertedPendulum-v4")]["final_return_std"] == pytest.approx(math.sqrt(70_000))
+
+    with open(out / "results.csv") as f:
+        csv_rows = list(csv.DictReader(f))
+    assert list(csv_rows[0]) == aggregate.COLUMNS
+    lql_ip = next(r for r in csv_rows if (r["algorithm"], r["env"]) == ("lql", "InvertedPendulum-v4"))
+    assert float(lql_ip["final_return_mean"]) == 300.0 and float(lql_ip["iqm_ci_high"]) == 600.0
+    assert int(lql_ip["critic_params"]) == PARAMS[("lql", "InvertedPendulum-v4")] == 266_754
+    assert float(lql_ip["wall_time_s"]) == 200.0 and int(lql_ip["env_steps"]) == 5000
+
+    markdown = (out / "results.md").read_text()
+    assert "| lql | InvertedPendulum-v4 | 3 | 5,000 | 300.0 ± 264.6 | 300.0 [100.0, 600.0] | 25.0 | 3.3 min | 266,754 |" in (
+        markdown.splitlines()
+    )
+    assert "| nclql | Hopper-v4 | 3 | 5,000 | 400.0 ± 444.4 | 400.0 [50.0, 900.0] | 25.0 | 3.3 min | 281,698 |" in (
+        markdown.splitlines()
+    )
+    assert (
+        "Left out: lql/Hopper-v4/seed4 (not finished), "
+        "nclql/Hopper-v4/seed5 (finished, but no eval/episodic_return in its logs)." in markdown
+    )
+
+
+def test_learning_curves_are_the_mean_and_std_over_seeds_and_the_png_is_written(results):
+    out, _ = results
+    curves = aggregate.learning_curves(aggregate.find_runs(out)[0])
+    assert sorted(curves) == ["Hopper-v4", "InvertedPendulum-v4"]
+    steps, mean, std, n = curves["InvertedPendulum-v4"]["lql"]
+    assert n == 3 and steps.tolist() == [2500, 5000]
+    assert mean.tolist() == pytest.approx([20.0, 300.0])  # the final evaluation, not the periodic -1 at 5000
+    assert std.tolist() == pytest.approx([10.0, math.sqrt(70_000)])
+
+    png = out / "learning_curves.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    import matplotlib.image
+
+    height, width, channels = matplotlib.image.imread(png).shape
+    assert width > height > 100 and channels in (3, 4)  # two panels side by side
+
+
+def test_curves_of_seeds_with_different_evaluation_steps_are_interpolated_inside_their_common_range(tmp_path):
+    write_run(tmp_path, "lql", "Hopper-v4", 1, [(1000, 0.0), (3000, 20.0)], wall_time=10.0)
+    write_run(tmp_path, "lql", "Hopper-v4", 2, [(2000, 10.0), (4000, 30.0)], wall_time=10.0)
+    steps, mean, std, n = aggregate.learning_curves(aggregate.find_runs(tmp_path)[0])["Hopper-v4"]["lql"]
+    assert steps.tolist() == [2000, 3000] and mean.tolist() == pytest.approx([10.0, 20.0]) and std.tolist() == [0, 0]
+
+
+# A stand-in for the training scripts: records its arguments, its environment and its run time in its working
+# directory. When "{exp_name}/seed{seed}" is listed in fail.txt it fails (exit 3) leaving partial logs in runs/; when it
+# is listed in interrupt.txt it is "interrupted" (exit 143) after writing runs/r1/checkpoint.pt, as the real scripts do
+# on SIGTERM. A fresh start must find no runs/ left; a resume (--resume PATH) must find its checkpoint.
+FAKE_SCRIPT = """
+import json, os, pathlib, sys, time
+args, here = sys.argv[1:], pathlib.Path.cwd()
+start = time.time()
+attempts = here / "attempts"
+attempts.write_text(str(int(attempts.read_text()) + 1 if attempts.exists() else 1))
+if "--resume" in args:
+    assert (here / args[args.index("--resume") + 1]).is_file(), "resumed from a checkpoint that is not there"
+else:
+    assert not (here / "runs").exists(), "a fresh start found the previous attempt's logs"
+print("fake run", " ".join(args))
+key = args[args.index("--exp-name") + 1] + "/seed" + args[args.index("--seed") + 1]
+lists = {name: pathlib.Path(__file__).with_name(name) for name in ("fail.txt", "interrupt.txt")}
+listed = lambda name: lists[name].exists() and key in lists[name].read_text().split()
+time.sleep(0.3)
+(here / "call.json").write_text(json.dumps({"args": args, "omp": os.environ["OMP_NUM_THREADS"], "t": [start, time.time()]}))
+if listed("fail.txt"):
+    (here / "runs" / "partial").mkdir(parents=True)
+    print("boom", file=sys.stderr)
+    sys.exit(3)
+if listed("interrupt.txt") and "--resume" not in args:
+    (here / "runs" / "r1").mkdir(parents=True)
+    (here / "runs" / "r1" / "checkpoint.pt").write_text("state")
+    print("SIGTERM: checkpoint written", file=sys.stderr)
+    sys.exit(143)
+"""
+
+
+@pytest.fixture
+def fake_script(tmp_path):
+    path = tmp_path / "fake_script.py"
+    path.write_text(FAKE_SCRIPT)
+    return path
+
+
+def test_job_list_is_algos_x_envs_x_seeds_with_the_presets_budgets_and_extra_arguments(tmp_path):
+    args, preset, jobs, workers, out = learning.plan(["--out", str(tmp_path), "--", "--eval-episodes", "3", "--w", "0.2"])
+    assert workers == 2 and out == tmp_path.resolve()
+    assert {(j.algo, j.env_id, j.seed) for j in jobs} == {
+        (a, e, s) for a in ("lql", "nclql") for e in ("InvertedPendulum-v4", "Hopper-v4") for s in (1, 2, 3)
+    }
+    assert len(jobs) == 12 and [j.algo for j in jobs[:2]] == ["lql", "nclql"]  # the algorithms alternate
+    for job in jobs:
+        assert job.total_timesteps == {"InvertedPendulum-v4": 10_000, "Hopper-v4": 15_000}[job.env_id]
+        assert job.run_dir == tmp_path.resolve() / job.algo / job.env_id / f"seed{job.seed}"
+        assert job.command[:2] == (sys.executable, os.path.join(ROOT, f"{job.algo}_continuous_action.py"))
+        assert list(job.command[2:]) == [
+            *("--env-id", job.env_id, "--seed", str(job.seed), "--total-timesteps", str(job.total_timesteps)),
+            *("--exp-name", job.algo, "--num-envs", "1", "--learning-starts", "1000", "--eval-frequency", "2500"),
+            *("--compile", "--eval-episodes", "3", "--w", "0.2"),  # the preset's --eval-episodes 5 is replaced
+        ]
+
+    *_, jobs, _, _ = learning.plan(
+        ["--out", str(tmp_path), "--algos", "nclql", "--envs", "Walker2d-v4", "--seeds", "7", "--total-timesteps", "123"]
+        + ["--", "--no-compile"]
+    )
+    assert [(j.algo, j.env_id, j.seed, j.total_timesteps) for j in jobs] == [("nclql", "Walker2d-v4", 7, 123)]
+    assert "--compile" not in jobs[0].command and jobs[0].command[-1] == "--no-compile"
+    *_, jobs, _, _ = learning.plan(["--preset", "paper", "--out", str(tmp_path)])
+    assert len(jobs) == 2 * 6 * 5 and {j.total_timesteps for j in jobs} == {5_000_000}
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--preset", "fast"], "error: argument --preset: invalid choice"),
+        (["--algos", "lql,sac"], "error: unknown algorithm 'sac'"),
+        (["--workers", "0"], "error: --workers must be >= 1"),
+        (["--envs", "NoSuchEnv-v0"], "error: unknown environment 'NoSuchEnv-v0'"),
+        (["--seeds", "1,x"], "error: --seeds must be comma-separated integers"),
+        (["--", "--seed", "3"], "error: --seed cannot be passed to the scripts here"),
+        (["--", "--resume=runs/x/checkpoint.pt"], "error: --resume cannot be passed to the scripts here"),
+    ],
+)
+def test_bad_input_is_refused_with_one_error_line(argv, message, tmp_path):
+    with pytest.raises(SystemExit) as e:
+        learning.plan(["--out", str(tmp_path), *argv])
+    assert str(e.value.code).startswith(message) and "\n" not in str(e.value.code)
+
+
+def test_benchmark_sh_refuses_bad_input_without_a_traceback(tmp_path):
+    for argv in (["learn", "--workers", "0"], ["learn", "--envs", "NoSuchEnv-v0", "--dry-run"], ["aggregate", "nope"]):
+        proc = subprocess.run(["bash", os.path.join(ROOT, "benchmark.sh"), *argv], capture_output=True, text=True)
+        assert proc.returncode != 0, argv
+        assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1, proc.stderr
+
+
+def test_runner_runs_in_parallel_skips_finished_runs_retries_failed_ones_and_resumes_interrupted_ones(tmp_path, fake_script):
+    jobs = learning.build_jobs(
+        tmp_path / "out", ["lql", "nclql"], {"Hopper-v4": 50}, [1, 2, 3], scripts={"lql": fake_script, "nclql": fake_script}
+    )
+    (tmp_path / "fail.txt").write_text("nclql/seed2\n")
+    (tmp_path / "interrupt.txt").write_text("lql/seed3\n")
+    failed = learning.run_jobs(jobs, workers=2, cores=4)
+    assert [(job.name, status) for job, status in failed] == [("nclql/Hopper-v4/seed2", 3), ("lql/Hopper-v4/seed3", 143)]
+    assert "boom" in (failed[0][0].run_dir / "log.txt").read_text()
+    for job in jobs:
+        call = json.loads((job.run_dir / "call.json").read_text())
+        assert call["args"] == list(job.command[2:]) and call["omp"] == "2"  # 4 cores // 2 workers
+        assert job.done == (job.name not in ("nclql/Hopper-v4/seed2", "lql/Hopper-v4/seed3"))
+        assert "fake run" in (job.run_dir / "log.txt").read_text()
+    done = json.loads((jobs[0].run_dir / "DONE").read_text())
+    assert done["exit_status"] == 0 and done["command"] == list(jobs[0].command) and done["wall_time_s"] >= 0.3
+    assert done["resumed_from"] is None
+    # two at a time: some runs overlap, never three
+    spans = [json.loads((job.run_dir / "call.json").read_text())["t"] for job in jobs]
+    overlaps = [sum(a[0] <= t < a[1] for a in spans) for t, _ in spans]
+    assert max(overlaps) == 2
+
+    # the second pass runs only those two: the failed one afresh (its partial logs deleted), the interrupted one from
+    # its checkpoint, its earlier output kept in the log
+    (tmp_path / "fail.txt").unlink()
+    assert learning.run_jobs(jobs, workers=2, cores=4) == []
+    attempts = {job.name: int((job.run_dir / "attempts").read_text()) for job in jobs}
+    assert attempts == {job.name: 2 if job.name in ("nclql/Hopper-v4/seed2", "lql/Hopper-v4/seed3") else 1 for job in jobs}
+    assert all(job.done for job in jobs)
+    assert not (jobs[3].run_dir / "runs" / "partial").exists()
+    resumed = next(job for job in jobs if job.name == "lql/Hopper-v4/seed3")
+    assert json.loads((resumed.run_dir / "call.json").read_text())["args"][-2:] == ["--resume", "runs/r1/checkpoint.pt"]
+    assert json.loads((resumed.run_dir / "DONE").read_text())["resumed_from"] == "runs/r1/checkpoint.pt"
+    log = (resumed.run_dir / "log.txt").read_text()
+    assert "SIGTERM: checkpoint written" in log and log.count("fake run") == 2
+
+
+def test_cli_exit_status_is_non_zero_when_a_run_fails_and_zero_after_the_retry(tmp_path, fake_script, monkeypatch, capsys):
+    monkeypatch.setattr(learning, "SCRIPTS", {"lql": fake_script, "nclql": fake_script})
+    (tmp_path / "fail.txt").write_text("lql/seed1\n")
+    argv = ["--envs", "InvertedPendulum-v4", "--seeds", "1,2", "--out", str(tmp_path / "out"), "--workers", "2"]
+    assert learning.main(argv) == 1
+    err = capsys.readouterr().err
+    assert "1 of 4 runs failed" in err
+    assert f"lql/InvertedPendulum-v4/seed1 (exit status 3): {tmp_path / 'out/lql/InvertedPendulum-v4/seed1/log.txt'}" in err
+    (tmp_path / "fail.txt").unlink()
+    assert learning.main(argv) == 0
+    assert "4 runs: 3 finished earlier (skipped), 1 to do" in capsys.readouterr().out
+    # finished runs are kept when the arguments change, with a warning
+    assert learning.main([*argv, "--", "--w", "0.5"]) == 0
+    assert "warning: 4 finished run(s) were made with other script arguments" in capsys.readouterr().err
+
+
+def test_slurm_script_is_valid_bash_with_one_array_task_per_unfinished_run(tmp_path, fake_script, monkeypatch, capsys):
+    monkeypatch.setattr(learning, "SCRIPTS", {"lql": fake_script, "nclql": fake_script})
+    monkeypatch.setattr(learning.shutil, "which", lambda name: None)
+    out = tmp_path / "out"
+    argv = ["--envs", "Hopper-v4", "--seeds", "1,2,3", "--out", str(out), "--slurm", "--sbatch=--gres=gpu:1"]
+    *_, jobs, _, _ = learning.plan(argv)
+    learning.run_job(jobs[0], 1)  # one finished run: left out of the array
+    assert learning.main(argv) == 0
+    script = out / "slurm_job.sh"
+    assert f"wrote {script} (5 array tasks)" in capsys.readouterr().out
+    text = script.read_text()
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    assert "#SBATCH --array=0-4\n" in text and "#SBATCH --gres=gpu:1\n" in text and "#SBATCH --time=04:00:00\n" in text
+    assert [line.split("# ")[1] for line in text.splitlines() if line.strip()[:2] in {f"{i})" for i in range(10)}] == [
+        job.name for job in jobs[1:]
+    ]
+
+    # task 0 (the second job) runs like the local runner: its directory, log.txt, DONE with the command
+    env = {**os.environ, "SLURM_ARRAY_TASK_ID": "0", "SLURM_CPUS_PER_TASK": "3"}
+    assert subprocess.run(["bash", str(script)], env=env, capture_output=True).returncode == 0
+    done = json.loads((jobs[1].run_dir / "DONE").read_text())
+    assert done == {
+        "exit_status": 0,
+        "wall_time_s": done["wall_time_s"],
+        "runner": "slurm",
+        "command": list(jobs[1].command),
+        "resumed_from": None,
+    }
+    assert json.loads((jobs[1].run_dir / "call.json").read_text())["omp"] == "3"
+    (tmp_path / "fail.txt").write_text(f"{jobs[2].algo}/seed{jobs[2].seed}\n")
+    env["SLURM_ARRAY_TASK_ID"] = "1"
+    assert subprocess.run(["bash", str(script)], env=env, capture_output=True).returncode == 3
+    assert not jobs[2].done and "boom" in (jobs[2].run_dir / "log.txt").read_text()
+    # an interrupted attempt's checkpoint is resumed from (task 2 is jobs[3])
+    (jobs[3].run_dir / "runs" / "r1").mkdir(parents=True)
+    (jobs[3].run_dir / "runs" / "r1" / "checkpoint.pt").write_text("state")
+    env["SLURM_ARRAY_TASK_ID"] = "2"
+    assert subprocess.run(["bash", str(script)], env=env, capture_output=True).returncode == 0
+    assert json.loads((jobs[3].run_dir / "call.json").read_text())["args"][-2:] == ["--resume", "runs/r1/checkpoint.pt"]
+    assert json.loads((jobs[3].run_dir / "DONE").read_text())["resumed_from"] == "runs/r1/checkpoint.pt"
+    env.pop("SLURM_ARRAY_TASK_ID")
+    assert subprocess.run(["bash", str(script)], env=env, capture_output=True).returncode != 0
+
+    # submitted with sbatch when there is one; the array now holds the 3 runs left
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "sbatch").write_text(f'#!/bin/sh\necho "$@" > {tmp_path}/sbatch_args\necho "Submitted batch job 1"\n')
+    (bin_dir / "sbatch").chmod(0o755)
+    monkeypatch.setattr(learning.shutil, "which", lambda name: str(bin_dir / name))
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    assert learning.main(argv) == 0
+    assert (tmp_path / "sbatch_args").read_text().strip() == str(script)
+    assert "#SBATCH --array=0-2\n" in script.read_text()  # 6 runs, 3 finished
+
+
+def test_a_slurm_run_is_aggregated_like_a_local_one(tmp_path):
+    """The aggregation reads DONE and runs/ only, which both runners leave the same way."""
+    run_dir = write_run(tmp_path, "nclql", "Hopper-v4", 1, [(5000, 42.0)], wall_time=50.0)
+    (run_dir / "DONE").write_text(json.dumps({"exit_status": 0, "wall_time_s": 51, "runner": "slurm", "command": []}))
+    (row,) = aggregate.aggregate(tmp_path)
+    assert (row["seeds"], row["final_return_mean"], row["iqm_ci_low"], row["iqm_ci_high"]) == (1, 42.0, 42.0, 42.0)
+    assert math.isnan(row["final_return_std"]) and "| 42.0 | 42.0 [42.0, 42.0] |" in (tmp_path / "results.md").read_text()
+
+
+def test_a_resumed_run_keeps_what_its_checkpoint_had_and_its_wall_time_leaves_out_the_pause(tmp_path):
+    """The scripts resume with SummaryWriter(purge_step=checkpoint step + 1) in the same directory: what the
+    interrupted session logged after its checkpoint is hidden, and the pause between the sessions is not run time."""
+    event_dir = tmp_path / "nclql" / "Hopper-v4" / "seed1" / "runs" / "Hopper-v4__nclql__1__1"
+    writer = SummaryWriter(str(event_dir))
+    writer.add_scalar("eval/episodic_return", 10.0, 1000, walltime=1000.0)
+    writer.add_scalar("eval/episodic_return", 20.0, 2000, walltime=1100.0)  # checkpoint at 2000
+    writer.add_scalar("eval/episodic_return", 999.0, 3000, walltime=1200.0)  # lost with the interruption
+    writer.close()
+    time.sleep(1.1)  # event file names carry the second they were created: the resumed session's sorts after
+    writer = SummaryWriter(str(event_dir), purge_step=2001)
+    writer.add_scalar("eval/episodic_return", 30.0, 3000, walltime=5000.0)
+    writer.add_scalar("eval/episodic_return", 40.0, 4000, walltime=5050.0)
+    writer.close()
+    (event_dir.parent.parent / "DONE").write_text("{}")
+    (result,) = aggregate.find_runs(tmp_path)[0]
+    assert result.steps.tolist() == [1000, 2000, 3000, 4000] and result.returns.tolist() == [10.0, 20.0, 30.0, 40.0]
+    assert result.wall_time_s == pytest.approx(200.0 + 50.0) and result.total_steps == 4000
