@@ -663,7 +663,8 @@ def train(args: Args):
             return checkpoint_path
 
         start_time = last_print = time.time()
-        autotune_seconds = 0.0  # time spent estimating entropies: the tuner's cost, logged
+        autotune_seconds, entropy = 0.0, None  # the tuner's time (logged) and its last entropy estimate
+        w = log_w.detach().exp() if args.autotune_w else None  # None: the fixed args.w
         start_step = last_print_step = global_step
         n_iterations = -(-args.total_timesteps // args.num_envs)
         for iteration in range(start_iteration, n_iterations):
@@ -692,9 +693,8 @@ def train(args: Args):
                 batch = rb.sample(args.batch_size)
                 qf_losses, qf_values, next_actions = update(qf, qf_target, optimizer, batch, args, w)
                 n_updates += 1
-                if not torch.isfinite(
-                    torch.cat([qf_losses, qf_values, log_w.detach()[None]])
-                ).all():  # stop, don't train on garbage
+                finite = torch.isfinite(torch.cat([qf_losses, qf_values, log_w.detach()[None]])).all()
+                if not finite:  # stop, don't train on garbage
                     raise SystemExit(
                         f"error: non-finite loss or Q-value at global_step={global_step} (update {n_updates}); "
                         f"last good checkpoint: {last_checkpoint or 'none written'}"
@@ -707,7 +707,7 @@ def train(args: Args):
                     temperature_step(log_w, w_optimizer, entropy, target_entropy)
                     autotune_seconds += time.time() - tune_start
                 if n_updates % args.log_frequency == 0:
-                    if args.autotune_w:
+                    if entropy is not None:
                         writer.add_scalar("losses/w", log_w.exp().item(), global_step)
                         writer.add_scalar("losses/policy_entropy", entropy.item(), global_step)
                         writer.add_scalar(

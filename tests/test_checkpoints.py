@@ -57,24 +57,34 @@ def flat_parameters(qf):
 
 
 @pytest.mark.parametrize("module", [lql, nclql], ids=["lql", "nclql"])
-@pytest.mark.parametrize("with_buffer", [True, False], ids=["buffer", "no-buffer"])
-def test_interrupted_and_resumed_run_ends_as_the_uninterrupted_one(in_tmp_dir, monkeypatch, module, with_buffer):
-    qf_whole, whole_dir = module.train(tiny_args(module, exp_name="whole", checkpoint_buffer=with_buffer))
+@pytest.mark.parametrize(
+    "settings",
+    [
+        dict(checkpoint_buffer=True),
+        dict(checkpoint_buffer=False),
+        dict(checkpoint_buffer=True, autotune_w=True, autotune_frequency=3, autotune_chains=8, target_entropy=-3.0),
+    ],
+    ids=["buffer", "no-buffer", "buffer-autotune"],
+)
+def test_interrupted_and_resumed_run_ends_as_the_uninterrupted_one(in_tmp_dir, monkeypatch, module, settings):
+    with_buffer = settings["checkpoint_buffer"]
+    qf_whole, whole_dir = module.train(tiny_args(module, exp_name="whole", **settings))
 
     with monkeypatch.context() as patch, pytest.raises(SystemExit) as stop:
         interrupt_at_call(patch, module, n_calls=50)  # at env step 100, between two periodic checkpoints
-        module.train(tiny_args(module, exp_name="cut", checkpoint_buffer=with_buffer))
+        module.train(tiny_args(module, exp_name="cut", **settings))
     assert stop.value.code == 128 + signal.SIGINT
     (cut_dir,) = [d for d in os.listdir("runs") if "__cut__" in d]
     checkpoint = f"runs/{cut_dir}/checkpoint.pt"
     assert torch.load(checkpoint, weights_only=False)["global_step"] == 100
-    qf_resumed, resumed_dir = module.train(tiny_args(module, exp_name="cut", checkpoint_buffer=with_buffer, resume=checkpoint))
+    qf_resumed, resumed_dir = module.train(tiny_args(module, exp_name="cut", resume=checkpoint, **settings))
 
     assert resumed_dir == f"runs/{cut_dir}"  # the resumed run appends to its own logs
     whole, resumed = read_scalars(whole_dir), read_scalars(resumed_dir)
     assert len(whole["charts/episodic_return"]) > 5 and len(whole["eval/episodic_return"]) == 3  # 80, 160, final
     if with_buffer:  # same buffer, same RNG states, same environments: the same run, bit for bit
-        for tag in ("charts/episodic_return", "charts/episodic_length", "eval/episodic_return", "losses/qf_loss"):
+        tags = ["charts/episodic_return", "charts/episodic_length", "eval/episodic_return", "losses/qf_loss"]
+        for tag in tags + (["losses/w", "losses/policy_entropy"] if settings.get("autotune_w") else []):
             assert resumed[tag] == whole[tag], tag
         assert torch.equal(flat_parameters(qf_resumed), flat_parameters(qf_whole))
     else:  # the buffer refills from the resumed policy first: the same run up to the interruption, then it trains on
