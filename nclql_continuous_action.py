@@ -99,8 +99,8 @@ class Args:
     """smallest noise level sigma_{L-1}, the clean critic's (authors: 0.001)"""
     steps_per_level: int = 2
     """Langevin steps T at each noise level (authors: 2)"""
-    step_size: float = 1e-4
-    """Langevin step size at the clean level; level l uses step_size * (sigma_l / sigma_min)^2 (authors: 1e-4)"""
+    step_size: float = 1e-5
+    """clean-level Langevin step; level l uses step_size * (sigma_l / sigma_min)^2 (authors: 1e-4; README: why 1e-5)"""
     grad_norm: bool = False
     """if toggled, unit-normalises the action-gradient per chain, as the authors' code does (then w = 1/w_code)"""
     num_particles: int = 1
