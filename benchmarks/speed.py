@@ -1,4 +1,4 @@
-"""Speed benchmark for NC-LQL (and LQL): one training iteration split into its parts, two compute floors, and a
+"""Speed benchmark for NC-LQL (and LQL): one training iteration split into its parts, the compute floor, and a
 SAC-style update timed in the same process as a yardstick. Machines here are noisy: read the ratios.
 
     python benchmarks/speed.py --env-id Hopper-v4 [--compile] [--threads 2]
@@ -45,15 +45,18 @@ class Args:
     """timed repetitions of each part (after warm-up)"""
 
 
-def timed(fn, repeats):
-    """Median wall time of fn() in milliseconds, after two warm-up calls."""
-    fn(), fn()
-    times = []
+def timed(functions, repeats):
+    """{name: median wall time of fn() in ms}, after two warm-up calls each. The functions take turns, round after
+    round, so that a load change on this shared machine hits all of them alike and their ratios stay meaningful."""
+    for fn in functions.values():
+        fn(), fn()
+    times = {name: [] for name in functions}
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2] * 1000
+        for name, fn in functions.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: sorted(t)[len(t) // 2] * 1000 for name, t in times.items()}
 
 
 class SacYardstick:
@@ -170,73 +173,59 @@ def main(args: Args):
             training_pass()
 
     eager_update = lambda: nclql.nclql_update(qf, qf_target, optimizer, batch, sigmas, nc_args)
-    parts = {
-        "acting sampler": timed(
-            lambda: nclql.sample_actions(qf, torch.randn(args.num_envs, obs_dim), sigmas, nc_args), args.repeats
+    obs_acting = torch.randn(args.num_envs, obs_dim)
+
+    sac = SacYardstick(obs_dim, act_dim, n)
+    lql_args = lql.Args()
+    lql_qf = lql.CriticEnsemble(obs_dim, act_dim)
+    functions = {
+        "acting sampler": lambda: nclql.sample_actions(qf, obs_acting, sigmas, nc_args),
+        "target sampler": lambda: nclql.sample_actions(qf, next_obs, sigmas, nc_args),
+        "TD step": td_step,
+        "noise-conditioning step": nc_step,
+        "target update": target_update,
+        "iteration eager": eager_update,
+        "matmul floor": floor_iteration,
+        "autograd eval": lambda: nclql.action_gradient(
+            lambda a: nclql.mean_critic(qf, next_obs)[0](a, nc_args.num_levels - 1), actions
         ),
-        "target sampler": timed(lambda: nclql.sample_actions(qf, next_obs, sigmas, nc_args), args.repeats),
-        "TD step": timed(td_step, args.repeats),
-        "noise-conditioning step": timed(nc_step, args.repeats),
-        "target update": timed(target_update, args.repeats),
+        "hand-written eval": lambda: nclql.mean_critic(qf, next_obs)[1](actions, nc_args.num_levels - 1),
+        "SAC update": sac.update,
+        "LQL sampler": lambda: lql.sample_actions(lql_qf, next_obs, lql_args),
     }
-    iterations = {"eager": timed(eager_update, args.repeats)}
-    acting = {"eager": parts["acting sampler"]}
     if args.compile:
         compiled_update = torch.compile(nclql.nclql_update, dynamic=False)
         compiled_sample = torch.compile(nclql.sample_actions, dynamic=False)
-        obs_acting = torch.randn(args.num_envs, obs_dim)
-        acting["compiled"] = timed(lambda: compiled_sample(qf, obs_acting, sigmas, nc_args), args.repeats)
-        iterations["compiled"] = timed(lambda: compiled_update(qf, qf_target, optimizer, batch, sigmas, nc_args), args.repeats)
-    floor = timed(floor_iteration, args.repeats)
-
-    # The critic-pass floor: the same critic passes as whole networks (activations included), each compiled, back to
-    # back: L*T action-gradients, two forward passes, two forward-backward passes; no sampler arithmetic between
-    # steps, no optimiser, no target update. What is left above it is the iteration's own overhead.
-    grad_pass = torch.compile(qf.mean_action_gradient, dynamic=False)
-    forward_q = torch.compile(lambda: qf(obs, actions, clean), dynamic=False)
-    train_q = torch.compile(lambda: ((qf(obs, actions, clean) - rewards) ** 2).mean(1).sum(), dynamic=False)
-
-    def critic_pass_iteration():
-        for _ in range(evaluations):
-            grad_pass(features, actions)
-        for _ in range(2):
-            with torch.no_grad():
-                forward_q()
-            train_q().backward()
-
-    critic_floor = timed(critic_pass_iteration, args.repeats)
-    autograd_eval = timed(
-        lambda: nclql.action_gradient(lambda a: nclql.mean_critic(qf, next_obs)[0](a, nc_args.num_levels - 1), actions),
-        args.repeats,
-    )
-    handwritten_eval = timed(lambda: nclql.mean_critic(qf, next_obs)[1](actions, nc_args.num_levels - 1), args.repeats)
-    sac = SacYardstick(obs_dim, act_dim, n)
-    sac_update = timed(sac.update, args.repeats)
-    lql_args = lql.Args()
-    lql_qf = lql.CriticEnsemble(obs_dim, act_dim)
-    lql_sampler = timed(lambda: lql.sample_actions(lql_qf, next_obs, lql_args), args.repeats)
+        functions["acting compiled"] = lambda: compiled_sample(qf, obs_acting, sigmas, nc_args)
+        functions["iteration compiled"] = lambda: compiled_update(qf, qf_target, optimizer, batch, sigmas, nc_args)
+    ms = timed(functions, args.repeats)
+    parts = {
+        name: ms[name] for name in ("acting sampler", "target sampler", "TD step", "noise-conditioning step", "target update")
+    }
+    iterations = {mode: ms[f"iteration {mode}"] for mode in ("eager", "compiled") if f"iteration {mode}" in ms}
+    acting = {"eager": ms["acting sampler"], "compiled": ms.get("acting compiled")}
+    floor, sac_update = ms["matmul floor"], ms["SAC update"]
+    autograd_eval, handwritten_eval, lql_sampler = ms["autograd eval"], ms["hand-written eval"], ms["LQL sampler"]
 
     print(f"# {args.env_id}, batch {n}, {torch.get_num_threads()} threads, torch {torch.__version__}")
     print("| part (eager) | ms | share of the eager iteration |\n|-|-|-|")
-    for name, ms in parts.items():
-        share = "acting" if name == "acting sampler" else f"{ms / iterations['eager']:.0%}"
-        print(f"| {name}{f' ({args.num_envs} obs)' if name == 'acting sampler' else ''} | {ms:.1f} | {share} |")
-    for mode, ms in iterations.items():
-        ratios = f"{ms / critic_floor:.2f}x the critic-pass floor, {ms / floor:.2f}x the matmul floor"
-        print(f"| **NC-LQL iteration, {mode}** | {ms:.1f} | {ratios} |")
-    print(f"| critic-pass floor: the iteration's critic passes, compiled, back to back | {critic_floor:.1f} | |")
-    print(f"| matmul floor: every critic matmul of one iteration, back to back | {floor:.1f} | |")
+    for name, part_ms in parts.items():
+        share = "acting" if name == "acting sampler" else f"{part_ms / iterations['eager']:.0%}"
+        print(f"| {name}{f' ({args.num_envs} obs)' if name == 'acting sampler' else ''} | {part_ms:.1f} | {share} |")
+    for mode, it_ms in iterations.items():
+        print(f"| **NC-LQL iteration, {mode}** | {it_ms:.1f} | {it_ms / floor:.2f}x the compute floor |")
+    print(f"| compute floor: every critic matmul of one iteration, back to back | {floor:.1f} | |")
     print(f"| one critic action-gradient: autograd / hand-written | {autograd_eval:.2f} / {handwritten_eval:.2f} | |")
     print(f"| LQL target sampler (K = {lql_args.langevin_steps}), eager | {lql_sampler:.1f} | |")
     print(f"| SAC update (yardstick) | {sac_update:.1f} | |")
     print()
     sac_env_steps_per_s = 1000 / sac_update  # SAC at one update per env step
-    for mode, ms in iterations.items():
-        env_steps_per_s = args.num_envs * 1000 / (ms + acting[mode])  # UTD 1/num_envs; simulator time ignored
+    for mode, it_ms in iterations.items():
+        env_steps_per_s = args.num_envs * 1000 / (it_ms + acting[mode])  # UTD 1/num_envs; simulator time ignored
         print(
-            f"{mode}: iteration / critic-pass floor {ms / critic_floor:.2f}x (/ matmul floor {ms / floor:.2f}x); "
-            f"updates/s {1000 / ms:.1f}; update / SAC update "
-            f"{ms / sac_update:.1f}x; env steps/s at {args.num_envs} envs (networks only) {env_steps_per_s:.1f} = "
+            f"{mode}: iteration / compute floor {it_ms / floor:.2f}x; "
+            f"updates/s {1000 / it_ms:.1f}; update / SAC update "
+            f"{it_ms / sac_update:.1f}x; env steps/s at {args.num_envs} envs (networks only) {env_steps_per_s:.1f} = "
             f"{env_steps_per_s / sac_env_steps_per_s:.2f}x SAC's at one update per env step ({sac_env_steps_per_s:.1f})"
         )
 
