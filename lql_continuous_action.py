@@ -652,7 +652,7 @@ def train(args: Args):
                     "optimizer": optimizer.state_dict(),
                     "log_w": log_w.detach().clone(),
                     "w_optimizer": w_optimizer.state_dict(),
-                    "w": log_w.exp().item(),
+                    "w": log_w.exp().item() if args.autotune_w else args.w,
                     "buffer": rb.state_dict() if args.checkpoint_buffer else None,
                     "envs": env_state(envs),
                     "obs": obs,
@@ -765,7 +765,9 @@ def train(args: Args):
         if args.save_model:
             model_path = f"runs/{run_name}/{args.exp_name}.cleanrl_model"
             model = {"algorithm": ALGORITHM, "args": asdict(args), "qf": qf.state_dict(), "qf_target": qf_target.state_dict()}
-            model["w"] = log_w.exp().item()  # the temperature the critics act with (tuned with --autotune-w)
+            model["w"] = (
+                log_w.exp().item() if args.autotune_w else args.w
+            )  # the temperature the critics act with (tuned with --autotune-w)
             torch.save(model, model_path)
             print(f"model saved to {model_path}")
     finally:

@@ -157,11 +157,22 @@ def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("module", [lql, nclql], ids=["lql", "nclql"])
-def test_saved_critics_can_be_evaluated_without_training(in_tmp_dir, module):
+def test_saved_critics_can_be_evaluated_without_training(in_tmp_dir, monkeypatch, module):
     qf, run_dir = module.train(tiny_args(module, exp_name="trained", save_model=True, w=0.05))
     model = f"{run_dir}/trained.cleanrl_model"
+    evaluated, real_evaluate = [], module.evaluate
+
+    def recording_evaluate(qf, *args, **kwargs):
+        (run_args,) = [a for a in args if isinstance(a, module.Args)]
+        evaluated.append((qf, run_args.w))
+        return real_evaluate(qf, *args, **kwargs)
+
+    monkeypatch.setattr(module, "evaluate", recording_evaluate)
     returns = module.train(module.Args(env_id="InvertedPendulum-v4", eval_checkpoint=model, eval_episodes=3))
     assert returns.shape == (3,) and (returns >= 1).all()
+    ((evaluated_qf, evaluated_w),) = evaluated
+    assert evaluated_w == 0.05  # the trained w, not the command line's default 0.1
+    assert torch.equal(flat_parameters(evaluated_qf), flat_parameters(qf))  # the saved critics
     assert sorted(os.listdir("runs")) == [os.path.basename(run_dir)]  # evaluation trains nothing and logs nothing
 
 
