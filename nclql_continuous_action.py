@@ -865,9 +865,7 @@ def train(args: Args):
         if args.save_model:
             model_path = f"runs/{run_name}/{args.exp_name}.cleanrl_model"
             model = {"algorithm": ALGORITHM, "args": asdict(args), "qf": qf.state_dict(), "qf_target": qf_target.state_dict()}
-            model["w"] = (
-                log_w.exp().item() if args.autotune_w else args.w
-            )  # the temperature the critics act with (tuned with --autotune-w)
+            model["w"] = log_w.exp().item() if args.autotune_w else args.w  # the w the critics act with
             torch.save(model, model_path)
             print(f"model saved to {model_path}")
     finally:
