@@ -709,6 +709,7 @@ def train(args: Args):
         obs, _ = envs.reset(seed=args.seed)
         recent_returns, n_updates, global_step, start_iteration = [], 0, 0, 0
         next_eval = args.eval_frequency or None
+        evaluated_at = None  # the final evaluation reuses a periodic one made at the last step
         next_checkpoint = args.checkpoint_frequency or None
         last_checkpoint = None
         if checkpoint is not None:  # continue exactly where the checkpoint was written
@@ -831,6 +832,7 @@ def train(args: Args):
 
             if next_eval is not None and global_step >= next_eval:
                 next_eval += args.eval_frequency
+                evaluated_at = global_step
                 eval_returns = evaluate(
                     qf, args.env_id, args.eval_episodes, args.seed + 10_000, sigmas, args, device, act, w=w
                 )
@@ -859,8 +861,9 @@ def train(args: Args):
                     flush=True,
                 )
 
-        eval_returns = evaluate(qf, args.env_id, args.eval_episodes, args.seed + 10_000, sigmas, args, device, act, w=w)
-        writer.add_scalar("eval/episodic_return", eval_returns.mean(), global_step)
+        if evaluated_at != global_step:
+            eval_returns = evaluate(qf, args.env_id, args.eval_episodes, args.seed + 10_000, sigmas, args, device, act, w=w)
+            writer.add_scalar("eval/episodic_return", eval_returns.mean(), global_step)
         print(f"global_step={global_step}, final eval_return={eval_returns.mean():.1f} ± {eval_returns.std():.1f}")
         if args.save_model:
             model_path = f"runs/{run_name}/{args.exp_name}.cleanrl_model"

@@ -81,7 +81,8 @@ def test_interrupted_and_resumed_run_ends_as_the_uninterrupted_one(in_tmp_dir, m
 
     assert resumed_dir == f"runs/{cut_dir}"  # the resumed run appends to its own logs
     whole, resumed = read_scalars(whole_dir), read_scalars(resumed_dir)
-    assert len(whole["charts/episodic_return"]) > 5 and len(whole["eval/episodic_return"]) == 3  # 80, 160, final
+    assert len(whole["charts/episodic_return"]) > 5
+    assert [step for step, _ in whole["eval/episodic_return"]] == [80, 160]  # the final evaluation is the one at 160
     if with_buffer:  # same buffer, same RNG states, same environments: the same run, bit for bit
         tags = ["charts/episodic_return", "charts/episodic_length", "eval/episodic_return", "losses/qf_loss"]
         for tag in tags + (["losses/w", "losses/policy_entropy"] if settings.get("autotune_w") else []):
@@ -90,7 +91,7 @@ def test_interrupted_and_resumed_run_ends_as_the_uninterrupted_one(in_tmp_dir, m
     else:  # the buffer refills from the resumed policy first: the same run up to the interruption, then it trains on
         before_cut = [(step, value) for step, value in whole["charts/episodic_return"] if step <= 100]
         assert resumed["charts/episodic_return"][: len(before_cut)] == before_cut
-        assert [step for step, _ in resumed["eval/episodic_return"]] == [80, 160, 160]
+        assert [step for step, _ in resumed["eval/episodic_return"]] == [80, 160]
         assert resumed["losses/qf_loss"][-1][0] > 100 and not torch.equal(
             flat_parameters(qf_resumed), flat_parameters(qf_whole)
         )
