@@ -165,7 +165,8 @@ def critic_params(algo: str, env_id: str) -> int | None:
 
             if str(REPO) not in sys.path:
                 sys.path.insert(0, str(REPO))
-            module = importlib.import_module(f"{algo}_continuous_action")
+            script = algo.split("-", 1)[0]  # a benchmark variant `{algo}-{name}` uses its algorithm's critics
+            module = importlib.import_module(f"{script}_continuous_action")
             with warnings.catch_warnings():  # gymnasium's "v4 is out of date": only the sizes are needed here
                 warnings.simplefilter("ignore")
                 env = gym.make(env_id)

@@ -2,7 +2,8 @@
 own directory; then the results table and the learning-curve plot (benchmarks/aggregate.py).
 
     ./benchmark.sh learn [--preset quick|paper] [--algos lql,nclql] [--envs Hopper-v4,...] [--seeds 1,2,3]
-                         [--total-timesteps N] [--workers N] [--out DIR] [--dry-run] [--slurm ...] [-- script args]
+                         [--total-timesteps N] [--workers N] [--variant NAME=ARGS ...] [--out DIR] [--dry-run]
+                         [--slurm ...] [-- script args]
 
 Layout: DIR/{algo}/{env}/seed{k}/ holds `log.txt` (the script's stdout and stderr), `runs/` (its TensorBoard logs: the
 scripts write runs/ under their working directory, so each run starts in its own directory) and `DONE` (JSON: exit
@@ -13,7 +14,9 @@ attempt's logs deleted first). A failed run does not stop the others; it is list
 exit status is then 1. Each run gets
 OMP_NUM_THREADS = max(1, cores // workers). Arguments after `--` go to every script call and replace the preset's
 flags of the same name (`--no-compile` drops `--compile`); --env-id, --seed, --total-timesteps and --exp-name belong
-to the benchmark.
+to the benchmark. `--variant NAME=ARGS` (repeatable) runs every algorithm once per variant with ARGS on top, as the
+algorithm `{algo}-{NAME}` (its own directory, row and curve): a grid of settings in one table, e.g.
+`--algos nclql --variant 'w0.02=--w 0.02' --variant 'w0.1=--w 0.1' --variant autotune=--autotune-w`.
 
 Presets (updates = env steps after --learning-starts, divided by --num-envs; one update per vector step):
 - quick: InvertedPendulum-v4 (10,000 env steps) and Hopper-v4 (15,000), seeds 1-3, both algorithms, --num-envs 1
@@ -39,6 +42,7 @@ unfinished runs, which resume. When the tasks are done, `./benchmark.sh aggregat
 import argparse
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -131,21 +135,27 @@ def merge_args(preset_args, extra_args) -> list[str]:
     return merged + list(extra_args)
 
 
-def build_jobs(out, algos, budgets: dict[str, int], seeds, script_args=(), extra_args=(), scripts=None, python=None):
-    """One job per (environment, seed, algorithm), in that order: the algorithms alternate, so partial results compare."""
+def build_jobs(
+    out, algos, budgets: dict[str, int], seeds, script_args=(), extra_args=(), scripts=None, python=None, variants=None
+):
+    """One job per (environment, seed, algorithm, variant), in that order: the algorithms alternate, so partial results
+    compare. `variants` maps a name to script arguments: each algorithm runs once per variant, labelled `{algo}-{name}`
+    (default: one unnamed variant, labelled `{algo}`). Arguments: the preset's, replaced by `extra_args`, then by the
+    variant's (the most specific wins)."""
     scripts, python = scripts or SCRIPTS, python or sys.executable
-    args = merge_args(script_args, extra_args)
     jobs = []
     for env_id, steps in budgets.items():
         for seed in seeds:
             for algo in algos:
-                command = (
-                    python,
-                    str(Path(scripts[algo]).resolve()),
-                    *("--env-id", env_id, "--seed", str(seed), "--total-timesteps", str(steps), "--exp-name", algo),
-                    *args,
-                )
-                jobs.append(Job(algo, env_id, seed, steps, Path(out).resolve() / algo / env_id / f"seed{seed}", command))
+                for variant, variant_args in (variants or {"": ()}).items():
+                    label = f"{algo}-{variant}" if variant else algo
+                    command = (
+                        python,
+                        str(Path(scripts[algo]).resolve()),
+                        *("--env-id", env_id, "--seed", str(seed), "--total-timesteps", str(steps), "--exp-name", label),
+                        *merge_args(merge_args(script_args, extra_args), variant_args),
+                    )
+                    jobs.append(Job(label, env_id, seed, steps, Path(out).resolve() / label / env_id / f"seed{seed}", command))
     return jobs
 
 
@@ -312,6 +322,22 @@ def write_slurm_script(jobs: list[Job], out, time_limit: str, cpus: int, sbatch_
     return path
 
 
+def parse_variants(specs) -> dict[str, tuple[str, ...]]:
+    """['w0.05=--w 0.05', ...] -> {'w0.05': ('--w', '0.05')}; names become directory names, so they stay plain."""
+    variants = {}
+    for spec in specs:
+        name, sep, text = spec.partition("=")
+        if not sep or not re.fullmatch(r"[A-Za-z0-9._]+", name):
+            raise SystemExit(f"error: --variant must be NAME=ARGS with NAME of letters, digits, '.' or '_', got {spec!r}")
+        if name in variants:
+            raise SystemExit(f"error: --variant {name} is given twice")
+        try:
+            variants[name] = tuple(shlex.split(text))
+        except ValueError as e:
+            raise SystemExit(f"error: --variant {name}: cannot split its arguments: {e}") from None
+    return variants
+
+
 def _split_list(text: str, what: str) -> list[str]:
     items = [item.strip() for item in text.split(",") if item.strip()]
     if not items:
@@ -352,6 +378,14 @@ def parse(argv):
     p.add_argument("--seeds", help="comma-separated integers (default: the preset's)")
     p.add_argument("--total-timesteps", type=int, help="env steps of every run (default: the preset's, per env)")
     p.add_argument("--workers", type=int, help="runs at once (default: the preset's)")
+    p.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME=ARGS",
+        help="run every algorithm also with these script arguments, labelled ALGO-NAME; repeatable, e.g. "
+        "--variant 'w0.05=--w 0.05' --variant autotune=--autotune-w",
+    )
     p.add_argument("--out", help="output directory (default: benchmark_results/{preset})")
     p.add_argument("--dry-run", action="store_true", help="print the unfinished runs' commands and stop")
     p.add_argument("--slurm", action="store_true", help="write a Slurm job array for the unfinished runs and submit it")
@@ -382,17 +416,20 @@ def plan(argv):
         seeds = [int(s) for s in _split_list(args.seeds, "seeds")] if args.seeds else list(preset.seeds)
     except ValueError:
         raise SystemExit(f"error: --seeds must be comma-separated integers, got {args.seeds!r}") from None
-    reserved = sorted({_flag_name(t) for t in extra} & set(RESERVED))
-    if reserved:
-        raise SystemExit(
-            f"error: {reserved[0]} cannot be passed to the scripts here: the benchmark sets --env-id, --seed, "
-            "--total-timesteps, --exp-name and --resume per run (use --envs, --seeds, --total-timesteps)"
-        )
+    variants = parse_variants(args.variant)
+    for script_args in (extra, *variants.values()):
+        reserved = sorted({_flag_name(t) for t in script_args} & set(RESERVED))
+        if reserved:
+            raise SystemExit(
+                f"error: {reserved[0]} cannot be passed to the scripts here: the benchmark sets --env-id, --seed, "
+                "--total-timesteps, --exp-name and --resume per run (use --envs, --seeds, --total-timesteps)"
+            )
     env_ids = _split_list(args.envs, "envs") if args.envs else list(preset.budgets)
     check_envs(env_ids)
     budgets = {e: args.total_timesteps or preset.budgets.get(e, preset.default_steps) for e in env_ids}
     out = Path(args.out or f"benchmark_results/{args.preset}").resolve()
-    return args, preset, build_jobs(out, algos, budgets, seeds, preset.script_args, extra), workers, out
+    jobs = build_jobs(out, algos, budgets, seeds, preset.script_args, extra, variants=variants or None)
+    return args, preset, jobs, workers, out
 
 
 def main(argv=None) -> int:

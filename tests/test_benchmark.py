@@ -215,6 +215,26 @@ def test_job_list_is_algos_x_envs_x_seeds_with_the_presets_budgets_and_extra_arg
     assert len(jobs) == 2 * 6 * 5 and {j.total_timesteps for j in jobs} == {5_000_000}
 
 
+def test_variants_run_each_algorithm_once_per_setting_in_their_own_directories(tmp_path):
+    argv = ["--out", str(tmp_path), "--algos", "nclql", "--envs", "Hopper-v4", "--seeds", "1,2"]
+    variants = ["--variant", "w0.02=--w 0.02 --eval-episodes 7", "--variant", "auto=--autotune-w"]
+    *_, jobs, _, _ = learning.plan([*argv, *variants, "--", "--w", "0.3", "--eval-episodes", "9"])
+    assert [(j.algo, j.seed) for j in jobs] == [("nclql-w0.02", 1), ("nclql-auto", 1), ("nclql-w0.02", 2), ("nclql-auto", 2)]
+    for job in jobs:
+        assert job.run_dir == tmp_path.resolve() / job.algo / "Hopper-v4" / f"seed{job.seed}"
+        assert job.command[1] == os.path.join(ROOT, "nclql_continuous_action.py")
+        assert job.command[job.command.index("--exp-name") + 1] == job.algo
+    first, second = (list(j.command) for j in jobs[:2])
+    assert first[first.index("--total-timesteps") + 4 :] == [  # the preset's, then -- arguments, then the variant's
+        *("--num-envs", "1", "--learning-starts", "1000", "--eval-frequency", "2500", "--compile"),
+        *("--w", "0.02", "--eval-episodes", "7"),
+    ]
+    assert second[second.index("--total-timesteps") + 4 :] == [
+        *("--num-envs", "1", "--learning-starts", "1000", "--eval-frequency", "2500", "--compile"),
+        *("--w", "0.3", "--eval-episodes", "9", "--autotune-w"),
+    ]
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
@@ -225,6 +245,11 @@ def test_job_list_is_algos_x_envs_x_seeds_with_the_presets_budgets_and_extra_arg
         (["--seeds", "1,x"], "error: --seeds must be comma-separated integers"),
         (["--", "--seed", "3"], "error: --seed cannot be passed to the scripts here"),
         (["--", "--resume=runs/x/checkpoint.pt"], "error: --resume cannot be passed to the scripts here"),
+        (["--variant", "w 0.1=--w 0.1"], "error: --variant must be NAME=ARGS"),
+        (["--variant", "--w 0.1"], "error: --variant must be NAME=ARGS"),
+        (["--variant", "a=--w 0.1", "--variant", "a=--w 0.2"], "error: --variant a is given twice"),
+        (["--variant", "s=--seed 2"], "error: --seed cannot be passed to the scripts here"),
+        (["--variant", "q=--w '0.1"], "error: --variant q: cannot split its arguments"),
     ],
 )
 def test_bad_input_is_refused_with_one_error_line(argv, message, tmp_path):
@@ -355,6 +380,14 @@ def test_a_slurm_run_is_aggregated_like_a_local_one(tmp_path):
     (row,) = aggregate.aggregate(tmp_path)
     assert (row["seeds"], row["final_return_mean"], row["iqm_ci_low"], row["iqm_ci_high"]) == (1, 42.0, 42.0, 42.0)
     assert math.isnan(row["final_return_std"]) and "| 42.0 | 42.0 [42.0, 42.0] |" in (tmp_path / "results.md").read_text()
+
+
+def test_variants_are_aggregated_as_their_own_rows_with_their_algorithms_critic_size(tmp_path):
+    write_run(tmp_path, "nclql-auto", "Hopper-v4", 1, [(5000, 42.0)], wall_time=50.0)
+    write_run(tmp_path, "nclql-w0.02", "Hopper-v4", 1, [(5000, 7.0)], wall_time=50.0)
+    rows = aggregate.aggregate(tmp_path)
+    assert [(r["algorithm"], r["final_return_mean"]) for r in rows] == [("nclql-auto", 42.0), ("nclql-w0.02", 7.0)]
+    assert {r["critic_params"] for r in rows} == {PARAMS[("nclql", "Hopper-v4")]}
 
 
 def test_a_resumed_run_keeps_what_its_checkpoint_had_and_its_wall_time_leaves_out_the_pause(tmp_path):
