@@ -428,7 +428,7 @@ def plan(argv):
     check_envs(env_ids)
     budgets = {e: args.total_timesteps or preset.budgets.get(e, preset.default_steps) for e in env_ids}
     out = Path(args.out or f"benchmark_results/{args.preset}").resolve()
-    jobs = build_jobs(out, algos, budgets, seeds, preset.script_args, extra, variants=variants or None)
+    jobs = build_jobs(out, algos, budgets, seeds, preset.script_args, extra, variants=variants)
     return args, preset, jobs, workers, out
 
 

@@ -217,6 +217,7 @@ def test_short_training_run_updates_the_critics_and_logs(in_tmp_dir):
     ]:
         assert key in scalars, key
     assert len(scalars["losses/qf1_loss"]) == (240 - 120) // 2 // 10  # one update per vector step, logged every 10
+    assert [step for step, _ in scalars["eval/episodic_return"]] == [200, 240]  # periodic, then the final one
     assert {"sampler/action_std", "sampler/grad_norm", "sampler/clip_fraction"} <= set(scalars)
     saved = torch.load(f"{run_dir}/{args.exp_name}.cleanrl_model")
     assert saved["args"]["env_id"] == "InvertedPendulum-v4"

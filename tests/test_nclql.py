@@ -200,6 +200,7 @@ def test_short_training_run_updates_every_level_and_logs(in_tmp_dir):
     for key in [f"losses/qf{i}_{kind}" for i in (1, 2) for kind in ("loss", "values")]:
         assert len(scalars[key]) == (240 - 120) // 2 // 10, key
     assert all(value > 0 for _, value in scalars["losses/nc_loss"])
+    assert [step for step, _ in scalars["eval/episodic_return"]] == [200, 240]  # periodic, then the final one
     saved = torch.load(f"{run_dir}/{args.exp_name}.cleanrl_model")
     assert saved["args"]["num_levels"] == 4 and set(saved) >= {"qf", "qf_target", "args"}
 
