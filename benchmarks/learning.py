@@ -19,16 +19,16 @@ algorithm `{algo}-{NAME}` (its own directory, row and curve): a grid of settings
 `--algos nclql --variant 'w0.02=--w 0.02' --variant 'w0.1=--w 0.1' --variant autotune=--autotune-w`.
 
 Presets (updates = env steps after --learning-starts, divided by --num-envs; one update per vector step):
-- quick: InvertedPendulum-v4 (10,000 env steps) and Hopper-v4 (15,000), seeds 1-3, both algorithms, --num-envs 1
-  --learning-starts 1000 --eval-frequency 2500 --eval-episodes 5 --compile, 2 workers: 12 runs, 69,000 env steps
-  (and about as many updates) per worker. One run gets 5-7 env steps/s while another shares this 2-core VM (the
-  README's InvertedPendulum runs: LQL 30,000 steps in 101 min, NC-LQL 14,400 in 35 min), so the preset takes about
-  69,000 / (5-7) s = 3-4 hours; `--envs InvertedPendulum-v4` alone (30,000 per worker) 1.2-1.7 hours.
+- quick: InvertedPendulum-v4 (20,000 env steps) and Hopper-v4 (40,000; also the budget of any other env given with
+  --envs), seeds 1-3, both algorithms, the authors' --num-envs 5 (one update per 5 env steps), --learning-starts 2500
+  --eval-frequency 2500 --eval-episodes 5 --compile, 2 workers: 12 runs, 3,500 and 7,500 updates each, 33,000 updates
+  per worker. One run does about 13 updates/s while another shares this 2-core VM, so the preset takes about an hour
+  (docs/benchmarking.md has the measured time). --num-envs 1 (one update per env step) would cost 5x more per env step.
 - paper: the authors' protocol, HalfCheetah, Ant, Hopper, Humanoid, Walker2d, Swimmer (-v4), seeds 1-5, 5,000,000
   env steps, the scripts' defaults (the authors': --num-envs 5, 30k learning starts, evaluation of 10 episodes every
   125k steps) plus --compile; add `-- --cuda` on a GPU. 60 runs of (5e6 - 3e4) / 5 = 994,000 updates each. At the
-  authors' reported ~7.5 updates/s on a CPU that is 994,000 / 7.5 = 132,500 s = 37 h (1.5 days) per run and
-  60 x 37 h = 2,200 run-hours (92 days) for the preset on one worker. GPU speed is not measured here: a run takes
+  ~13 updates/s of a quick-preset run on this VM (one thread) that is 994,000 / 13 = 76,000 s = 21 h per run and
+  60 x 21 h = 1,270 run-hours (53 days) for the preset on one worker. GPU speed is not measured here: a run takes
   994,000 x the time of one update (a short run's log gives the rate), e.g. 10 h at 36 ms. --slurm spreads the runs
   over a cluster.
 
@@ -76,15 +76,15 @@ class Preset:
 PAPER_ENVS = ("HalfCheetah-v4", "Ant-v4", "Hopper-v4", "Humanoid-v4", "Walker2d-v4", "Swimmer-v4")
 PRESETS = {
     "quick": Preset(
-        budgets={"InvertedPendulum-v4": 10_000, "Hopper-v4": 15_000},
-        default_steps=15_000,
+        budgets={"InvertedPendulum-v4": 20_000, "Hopper-v4": 40_000},
+        default_steps=40_000,
         seeds=(1, 2, 3),
         script_args=(
-            *("--num-envs", "1", "--learning-starts", "1000", "--eval-frequency", "2500", "--eval-episodes", "5"),
+            *("--num-envs", "5", "--learning-starts", "2500", "--eval-frequency", "2500", "--eval-episodes", "5"),
             "--compile",
         ),
         workers=2,
-        slurm_time="04:00:00",
+        slurm_time="02:00:00",
         slurm_cpus=1,
     ),
     "paper": Preset(
@@ -372,7 +372,7 @@ def parse(argv):
         description="Runs LQL and NC-LQL over environments and seeds, then writes the results table and plot.",
         epilog="Arguments after -- are passed to every script call. See the header of benchmarks/learning.py.",
     )
-    p.add_argument("--preset", default="quick", choices=sorted(PRESETS), help="quick (3-4 h on 2 cores) or paper (GPUs, days)")
+    p.add_argument("--preset", default="quick", choices=sorted(PRESETS), help="quick (~45 min, 2 cores) or paper (GPUs, days)")
     p.add_argument("--algos", default=",".join(SCRIPTS), help="comma-separated, from: " + ", ".join(SCRIPTS))
     p.add_argument("--envs", help="comma-separated env ids (default: the preset's)")
     p.add_argument("--seeds", help="comma-separated integers (default: the preset's)")
