@@ -109,8 +109,8 @@ class Args:
     """states (from the replay batch) per entropy estimate"""
     autotune_chains: int = 64
     """chains per state for the entropy estimate (must exceed dim(A) + 1: a full covariance per state)"""
-    autotune_lr: float = 1e-3
-    """Adam learning rate of log w"""
+    autotune_lr: float = 1e-2
+    """Adam learning rate of log w (Adam moves log w by ~lr per dual step: 1e-2 lets w change e-fold in ~1k updates)"""
     checkpoint_frequency: int = 100_000
     """write runs/{run_name}/checkpoint.pt every this many env steps (0: only when interrupted); atomic, latest only"""
     checkpoint_buffer: bool = True
