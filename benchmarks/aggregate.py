@@ -6,6 +6,8 @@ Reads every finished run, `DIR/{algo}/{env}/seed{k}/` with a `DONE` marker (writ
 Slurm job alike), and writes into DIR:
 
 - `results.csv` and `results.md`: one row per (algorithm, environment). Definitions:
+  - first return: a run's first `eval/episodic_return`, mean over seeds; in both presets it comes before any update
+    (the untrained critic's sampler), a random-play reference for the final return;
   - final return: a run's last `eval/episodic_return` (the final evaluation, itself a mean over its episodes);
     mean ± sample std (ddof 1) over seeds, no std with one seed;
   - IQM: the interquartile mean over seeds, scipy.stats.trim_mean(x, 0.25) as rliable computes it: floor(n / 4)
@@ -16,6 +18,8 @@ Slurm job alike), and writes into DIR:
     compilation), median over seeds; wall time: from the run's first to its last logged scalar (event wall-times;
     interpreter start-up and environment construction, seconds, are not in it; for a resumed run, summed over its
     sessions, so the pause between an interruption and the resume is not in it), median over seeds;
+  - final w: the last `losses/w` of an `--autotune-w` run (the tuned temperature), mean over seeds; empty for a fixed
+    `--w` (the Markdown table shows the column only when some row tuned w);
   - critic params: parameters of the online critic ensemble (both critics), without the target copies and the
     optimizer state, counted by building the script's `CriticEnsemble` for the environment's sizes.
 - `learning_curves.png`: evaluation return against env steps, one panel per environment, the mean over seeds with a
@@ -35,17 +39,20 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 EVAL_TAG = "eval/episodic_return"
+TUNED_W_TAG = "losses/w"  # logged by --autotune-w runs only
 BOOTSTRAP_RESAMPLES = 2000
 COLUMNS = [
     "algorithm",
     "env",
     "seeds",
     "env_steps",
+    "first_return_mean",
     "final_return_mean",
     "final_return_std",
     "iqm",
     "iqm_ci_low",
     "iqm_ci_high",
+    "final_w",
     "env_steps_per_s",
     "wall_time_s",
     "critic_params",
@@ -61,6 +68,11 @@ class RunResult:
     returns: np.ndarray  # evaluation returns at those steps
     total_steps: int
     wall_time_s: float
+    final_w: float = math.nan  # the last tuned w (--autotune-w); nan for a fixed w
+
+    @property
+    def first_return(self) -> float:
+        return float(self.returns[0])
 
     @property
     def final_return(self) -> float:
@@ -131,6 +143,7 @@ def run_result(run_dir: Path, algo: str, env_id: str, seed: int) -> RunResult | 
         returns=np.array([last_at_step[s] for s in steps], dtype=np.float64),
         total_steps=int(max(step for series in scalars.values() for step, _, _ in series)),
         wall_time_s=active_time(event_dir),
+        final_w=max(scalars[TUNED_W_TAG])[2] if scalars.get(TUNED_W_TAG) else math.nan,  # (step, wall, value) at the last step
     )
 
 
@@ -192,11 +205,13 @@ def summarize(results: list[RunResult]) -> list[dict]:
                 "env": env_id,
                 "seeds": len(group),
                 "env_steps": int(np.median([r.total_steps for r in group])),
+                "first_return_mean": float(np.mean([r.first_return for r in group])),
                 "final_return_mean": float(finals.mean()),
                 "final_return_std": float(finals.std(ddof=1)) if len(finals) > 1 else math.nan,
                 "iqm": iqm(finals),
                 "iqm_ci_low": low,
                 "iqm_ci_high": high,
+                "final_w": float(np.mean([r.final_w for r in group])),  # nan unless every seed tuned w
                 "env_steps_per_s": float(np.median([r.total_steps / max(r.wall_time_s, 1e-9) for r in group])),
                 "wall_time_s": float(np.median([r.wall_time_s for r in group])),
                 "critic_params": critic_params(algo, env_id),
@@ -251,25 +266,35 @@ def _fmt(x, digits=1):
 
 
 def markdown_table(rows: list[dict], left_out: list[str]) -> str:
+    tuned = any(not math.isnan(r["final_w"]) for r in rows)
     lines = [
-        "| algorithm | env | seeds | env steps | final eval return, mean ± std | IQM [95% CI] | env steps/s | "
-        "wall time / run | critic params |",
-        "|-|-|-|-|-|-|-|-|-|",
+        "| algorithm | env | seeds | env steps | first eval return | final eval return, mean ± std | IQM [95% CI] | "
+        + ("final w | " if tuned else "")
+        + "env steps/s | wall time / run | critic params |",
+        "|-|-|-|-|-|-|-|" + ("-|" if tuned else "") + "-|-|-|",
     ]
     for r in rows:
         std = "" if math.isnan(r["final_return_std"]) else f" ± {_fmt(r['final_return_std'])}"
+        final_w = (("-" if math.isnan(r["final_w"]) else f"{r['final_w']:.3g}") + " | ") if tuned else ""
         lines.append(
-            f"| {r['algorithm']} | {r['env']} | {r['seeds']} | {r['env_steps']:,} | {_fmt(r['final_return_mean'])}{std} | "
-            f"{_fmt(r['iqm'])} [{_fmt(r['iqm_ci_low'])}, {_fmt(r['iqm_ci_high'])}] | {_fmt(r['env_steps_per_s'])} | "
-            f"{r['wall_time_s'] / 60:.1f} min | {_fmt(r['critic_params'], 0)} |"
+            f"| {r['algorithm']} | {r['env']} | {r['seeds']} | {r['env_steps']:,} | {_fmt(r['first_return_mean'])} | "
+            f"{_fmt(r['final_return_mean'])}{std} | {_fmt(r['iqm'])} [{_fmt(r['iqm_ci_low'])}, {_fmt(r['iqm_ci_high'])}] | "
+            f"{final_w}{_fmt(r['env_steps_per_s'])} | {r['wall_time_s'] / 60:.1f} min | {_fmt(r['critic_params'], 0)} |"
         )
     notes = [
         "",
+        "- First eval return: each run's first evaluation, mean over seeds (in the presets: before any update, the "
+        "untrained sampler — a random-play reference).",
         "- Final eval return: each run's last `eval/episodic_return` (the final evaluation); mean ± sample std over seeds.",
         "- IQM: scipy.stats.trim_mean(x, 0.25) over seeds as in rliable (floor(n/4) cut from each end: with 3 seeds it is "
         f"the mean); 95% CI: percentile bootstrap over seeds, {BOOTSTRAP_RESAMPLES} resamples, RNG seed 0.",
         "- env steps/s: last logged env step / wall time, end to end (evaluations and compilation included), median over "
         "seeds. Wall time: first to last logged scalar (summed over the sessions of a resumed run), median over seeds.",
+        *(
+            ["- final w: the temperature `--autotune-w` reached (last `losses/w`), mean over seeds; - for a fixed `--w`."]
+            if tuned
+            else []
+        ),
         "- critic params: the online critic ensemble (both critics), not the target copies.",
     ]
     if left_out:

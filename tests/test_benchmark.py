@@ -37,12 +37,15 @@ FINALS = {
 FIRST = [10.0, 20.0, 30.0]
 
 
-def write_run(out, algo, env_id, seed, evals, wall_time, done=True, total_steps=5000):
+def write_run(out, algo, env_id, seed, evals, wall_time, done=True, total_steps=5000, tuned_w=()):
     """A run directory as the runner leaves it: runs/{name}/events..., DONE. The first scalar is logged at wall time
-    1000 and the last at 1000 + wall_time; evals are (step, value) pairs in order."""
+    1000 and the last at 1000 + wall_time; evals and tuned_w (an --autotune-w run's losses/w) are (step, value) pairs
+    in order."""
     run_dir = out / algo / env_id / f"seed{seed}"
     writer = SummaryWriter(str(run_dir / "runs" / f"{env_id}__{algo}__{seed}__1"))
     writer.add_scalar("charts/episodic_return", 12.0, 20, walltime=1000.0)
+    for step, value in tuned_w:
+        writer.add_scalar("losses/w", value, step, walltime=1000.5)
     for i, (step, value) in enumerate(evals):
         writer.add_scalar("eval/episodic_return", value, step, walltime=1000.0 + i + 1)
     writer.add_scalar("charts/SPS", 7.0, total_steps, walltime=1000.0 + wall_time)
@@ -94,7 +97,9 @@ def test_table_has_the_known_numbers(results):
     for key, finals in FINALS.items():
         row = by_key[key]
         assert row["seeds"] == 3  # the unfinished seed 4 and the evaluation-less seed 5 are not counted
+        assert row["first_return_mean"] == pytest.approx(np.mean(FIRST))  # the evaluation at 2500, not the -1.0 at 5000
         assert row["final_return_mean"] == pytest.approx(np.mean(finals))
+        assert math.isnan(row["final_w"])  # fixed w: nothing tuned
         assert row["final_return_std"] == pytest.approx(np.std(finals, ddof=1))
         assert row["iqm"] == pytest.approx(np.mean(finals))  # 3 seeds: nothing trimmed
         assert (row["iqm_ci_low"], row["iqm_ci_high"]) == (min(finals), max(finals))
@@ -113,12 +118,14 @@ def test_table_has_the_known_numbers(results):
     assert float(lql_ip["wall_time_s"]) == 200.0 and int(lql_ip["env_steps"]) == 5000
 
     markdown = (out / "results.md").read_text()
-    assert "| lql | InvertedPendulum-v4 | 3 | 5,000 | 300.0 ± 264.6 | 300.0 [100.0, 600.0] | 25.0 | 3.3 min | 266,754 |" in (
+    assert (
+        "| lql | InvertedPendulum-v4 | 3 | 5,000 | 20.0 | 300.0 ± 264.6 | 300.0 [100.0, 600.0] | 25.0 | 3.3 min | 266,754 |"
+        in (markdown.splitlines())
+    )
+    assert "| nclql | Hopper-v4 | 3 | 5,000 | 20.0 | 400.0 ± 444.4 | 400.0 [50.0, 900.0] | 25.0 | 3.3 min | 281,698 |" in (
         markdown.splitlines()
     )
-    assert "| nclql | Hopper-v4 | 3 | 5,000 | 400.0 ± 444.4 | 400.0 [50.0, 900.0] | 25.0 | 3.3 min | 281,698 |" in (
-        markdown.splitlines()
-    )
+    assert "final w" not in markdown  # no run tuned w: no column
     assert (
         "Left out: lql/Hopper-v4/seed4 (not finished), "
         "nclql/Hopper-v4/seed5 (finished, but no eval/episodic_return in its logs)." in markdown
@@ -383,11 +390,22 @@ def test_a_slurm_run_is_aggregated_like_a_local_one(tmp_path):
 
 
 def test_variants_are_aggregated_as_their_own_rows_with_their_algorithms_critic_size(tmp_path):
-    write_run(tmp_path, "nclql-auto", "Hopper-v4", 1, [(5000, 42.0)], wall_time=50.0)
-    write_run(tmp_path, "nclql-w0.02", "Hopper-v4", 1, [(5000, 7.0)], wall_time=50.0)
+    write_run(tmp_path, "nclql-auto", "Hopper-v4", 1, [(5000, 42.0)], wall_time=50.0, tuned_w=[(3000, 0.5), (4000, 0.25)])
+    write_run(tmp_path, "nclql-auto", "Hopper-v4", 2, [(5000, 40.0)], wall_time=50.0, tuned_w=[(4000, 0.75)])
+    write_run(tmp_path, "nclql-w0.02", "Hopper-v4", 1, [(2500, 3.0), (5000, 7.0)], wall_time=50.0)
     rows = aggregate.aggregate(tmp_path)
-    assert [(r["algorithm"], r["final_return_mean"]) for r in rows] == [("nclql-auto", 42.0), ("nclql-w0.02", 7.0)]
+    assert [(r["algorithm"], r["first_return_mean"], r["final_return_mean"]) for r in rows] == [
+        ("nclql-auto", 41.0, 41.0),
+        ("nclql-w0.02", 3.0, 7.0),
+    ]
     assert {r["critic_params"] for r in rows} == {PARAMS[("nclql", "Hopper-v4")]}
+    assert rows[0]["final_w"] == pytest.approx(0.5) and math.isnan(rows[1]["final_w"])  # mean of each seed's last w
+    markdown = (tmp_path / "results.md").read_text().splitlines()
+    assert any(line.startswith("| algorithm |") and "| final w |" in line for line in markdown)
+    assert any(line.startswith("| nclql-auto | Hopper-v4 | 2 |") and "| 0.5 |" in line for line in markdown)
+    assert any(
+        line.startswith("| nclql-w0.02 | Hopper-v4 | 1 |") and "| 7.0 | 7.0 [7.0, 7.0] | - |" in line for line in markdown
+    )
 
 
 def test_a_resumed_run_keeps_what_its_checkpoint_had_and_its_wall_time_leaves_out_the_pause(tmp_path):
