@@ -8,6 +8,9 @@ Slurm job alike), and writes into DIR:
 - `results.csv` and `results.md`: one row per (algorithm, environment). Definitions:
   - first return: a run's first `eval/episodic_return`, mean over seeds; in both presets it comes before any update
     (the untrained critic's sampler), a random-play reference for the final return;
+  - curve mean: the mean of a run's evaluation returns over the whole run (the area under its learning curve divided
+    by its length, when evaluations are evenly spaced), mean over seeds: less noisy than one final evaluation and
+    sensitive to how early a run learns;
   - final return: a run's last `eval/episodic_return` (the final evaluation, itself a mean over its episodes);
     mean ± sample std (ddof 1) over seeds, no std with one seed;
   - IQM: the interquartile mean over seeds, scipy.stats.trim_mean(x, 0.25) as rliable computes it: floor(n / 4)
@@ -47,6 +50,7 @@ COLUMNS = [
     "seeds",
     "env_steps",
     "first_return_mean",
+    "curve_mean",
     "final_return_mean",
     "final_return_std",
     "iqm",
@@ -73,6 +77,10 @@ class RunResult:
     @property
     def first_return(self) -> float:
         return float(self.returns[0])
+
+    @property
+    def curve_mean(self) -> float:
+        return float(self.returns.mean())
 
     @property
     def final_return(self) -> float:
@@ -206,6 +214,7 @@ def summarize(results: list[RunResult]) -> list[dict]:
                 "seeds": len(group),
                 "env_steps": int(np.median([r.total_steps for r in group])),
                 "first_return_mean": float(np.mean([r.first_return for r in group])),
+                "curve_mean": float(np.mean([r.curve_mean for r in group])),
                 "final_return_mean": float(finals.mean()),
                 "final_return_std": float(finals.std(ddof=1)) if len(finals) > 1 else math.nan,
                 "iqm": iqm(finals),
@@ -268,23 +277,27 @@ def _fmt(x, digits=1):
 def markdown_table(rows: list[dict], left_out: list[str]) -> str:
     tuned = any(not math.isnan(r["final_w"]) for r in rows)
     lines = [
-        "| algorithm | env | seeds | env steps | first eval return | final eval return, mean ± std | IQM [95% CI] | "
+        "| algorithm | env | seeds | env steps | first eval return | curve mean | final eval return, mean ± std | "
+        + "IQM [95% CI] | "
         + ("final w | " if tuned else "")
         + "env steps/s | wall time / run | critic params |",
-        "|-|-|-|-|-|-|-|" + ("-|" if tuned else "") + "-|-|-|",
+        "|-|-|-|-|-|-|-|-|" + ("-|" if tuned else "") + "-|-|-|",
     ]
     for r in rows:
         std = "" if math.isnan(r["final_return_std"]) else f" ± {_fmt(r['final_return_std'])}"
         final_w = (("-" if math.isnan(r["final_w"]) else f"{r['final_w']:.3g}") + " | ") if tuned else ""
         lines.append(
             f"| {r['algorithm']} | {r['env']} | {r['seeds']} | {r['env_steps']:,} | {_fmt(r['first_return_mean'])} | "
-            f"{_fmt(r['final_return_mean'])}{std} | {_fmt(r['iqm'])} [{_fmt(r['iqm_ci_low'])}, {_fmt(r['iqm_ci_high'])}] | "
+            f"{_fmt(r['curve_mean'])} | {_fmt(r['final_return_mean'])}{std} | "
+            f"{_fmt(r['iqm'])} [{_fmt(r['iqm_ci_low'])}, {_fmt(r['iqm_ci_high'])}] | "
             f"{final_w}{_fmt(r['env_steps_per_s'])} | {r['wall_time_s'] / 60:.1f} min | {_fmt(r['critic_params'], 0)} |"
         )
     notes = [
         "",
         "- First eval return: each run's first evaluation, mean over seeds (in the presets: before any update, the "
         "untrained sampler — a random-play reference).",
+        "- Curve mean: each run's mean evaluation return over all its evaluations (area under the learning curve), "
+        "mean over seeds.",
         "- Final eval return: each run's last `eval/episodic_return` (the final evaluation); mean ± sample std over seeds.",
         "- IQM: scipy.stats.trim_mean(x, 0.25) over seeds as in rliable (floor(n/4) cut from each end: with 3 seeds it is "
         f"the mean); 95% CI: percentile bootstrap over seeds, {BOOTSTRAP_RESAMPLES} resamples, RNG seed 0.",

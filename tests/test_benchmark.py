@@ -99,6 +99,7 @@ def test_table_has_the_known_numbers(results):
         assert row["seeds"] == 3  # the unfinished seed 4 and the evaluation-less seed 5 are not counted
         assert row["first_return_mean"] == pytest.approx(np.mean(FIRST))  # the evaluation at 2500, not the -1.0 at 5000
         assert row["final_return_mean"] == pytest.approx(np.mean(finals))
+        assert row["curve_mean"] == pytest.approx(np.mean([(a + b) / 2 for a, b in zip(FIRST, finals, strict=True)]))
         assert math.isnan(row["final_w"])  # fixed w: nothing tuned
         assert row["final_return_std"] == pytest.approx(np.std(finals, ddof=1))
         assert row["iqm"] == pytest.approx(np.mean(finals))  # 3 seeds: nothing trimmed
@@ -119,11 +120,12 @@ def test_table_has_the_known_numbers(results):
 
     markdown = (out / "results.md").read_text()
     assert (
-        "| lql | InvertedPendulum-v4 | 3 | 5,000 | 20.0 | 300.0 ± 264.6 | 300.0 [100.0, 600.0] | 25.0 | 3.3 min | 266,754 |"
-        in (markdown.splitlines())
+        "| lql | InvertedPendulum-v4 | 3 | 5,000 | 20.0 | 160.0 | 300.0 ± 264.6 | 300.0 [100.0, 600.0] | 25.0 | 3.3 min "
+        "| 266,754 |" in (markdown.splitlines())
     )
-    assert "| nclql | Hopper-v4 | 3 | 5,000 | 20.0 | 400.0 ± 444.4 | 400.0 [50.0, 900.0] | 25.0 | 3.3 min | 281,698 |" in (
-        markdown.splitlines()
+    assert (
+        "| nclql | Hopper-v4 | 3 | 5,000 | 20.0 | 210.0 | 400.0 ± 444.4 | 400.0 [50.0, 900.0] | 25.0 | 3.3 min | 281,698 |"
+        in (markdown.splitlines())
     )
     assert "final w" not in markdown  # no run tuned w: no column
     assert (
@@ -203,12 +205,12 @@ def test_job_list_is_algos_x_envs_x_seeds_with_the_presets_budgets_and_extra_arg
     }
     assert len(jobs) == 12 and [j.algo for j in jobs[:2]] == ["lql", "nclql"]  # the algorithms alternate
     for job in jobs:
-        assert job.total_timesteps == {"InvertedPendulum-v4": 10_000, "Hopper-v4": 15_000}[job.env_id]
+        assert job.total_timesteps == {"InvertedPendulum-v4": 20_000, "Hopper-v4": 40_000}[job.env_id]
         assert job.run_dir == tmp_path.resolve() / job.algo / job.env_id / f"seed{job.seed}"
         assert job.command[:2] == (sys.executable, os.path.join(ROOT, f"{job.algo}_continuous_action.py"))
         assert list(job.command[2:]) == [
             *("--env-id", job.env_id, "--seed", str(job.seed), "--total-timesteps", str(job.total_timesteps)),
-            *("--exp-name", job.algo, "--num-envs", "1", "--learning-starts", "1000", "--eval-frequency", "2500"),
+            *("--exp-name", job.algo, "--num-envs", "5", "--learning-starts", "2500", "--eval-frequency", "2500"),
             *("--compile", "--eval-episodes", "3", "--w", "0.2"),  # the preset's --eval-episodes 5 is replaced
         ]
 
@@ -218,6 +220,8 @@ def test_job_list_is_algos_x_envs_x_seeds_with_the_presets_budgets_and_extra_arg
     )
     assert [(j.algo, j.env_id, j.seed, j.total_timesteps) for j in jobs] == [("nclql", "Walker2d-v4", 7, 123)]
     assert "--compile" not in jobs[0].command and jobs[0].command[-1] == "--no-compile"
+    *_, jobs, _, _ = learning.plan(["--out", str(tmp_path), "--algos", "nclql", "--envs", "Walker2d-v4"])
+    assert {j.total_timesteps for j in jobs} == {40_000}  # an env the preset does not list gets its default budget
     *_, jobs, _, _ = learning.plan(["--preset", "paper", "--out", str(tmp_path)])
     assert len(jobs) == 2 * 6 * 5 and {j.total_timesteps for j in jobs} == {5_000_000}
 
@@ -233,11 +237,11 @@ def test_variants_run_each_algorithm_once_per_setting_in_their_own_directories(t
         assert job.command[job.command.index("--exp-name") + 1] == job.algo
     first, second = (list(j.command) for j in jobs[:2])
     assert first[first.index("--total-timesteps") + 4 :] == [  # the preset's, then -- arguments, then the variant's
-        *("--num-envs", "1", "--learning-starts", "1000", "--eval-frequency", "2500", "--compile"),
+        *("--num-envs", "5", "--learning-starts", "2500", "--eval-frequency", "2500", "--compile"),
         *("--w", "0.02", "--eval-episodes", "7"),
     ]
     assert second[second.index("--total-timesteps") + 4 :] == [
-        *("--num-envs", "1", "--learning-starts", "1000", "--eval-frequency", "2500", "--compile"),
+        *("--num-envs", "5", "--learning-starts", "2500", "--eval-frequency", "2500", "--compile"),
         *("--w", "0.3", "--eval-episodes", "9", "--autotune-w"),
     ]
 
@@ -337,7 +341,7 @@ def test_slurm_script_is_valid_bash_with_one_array_task_per_unfinished_run(tmp_p
     assert f"wrote {script} (5 array tasks)" in capsys.readouterr().out
     text = script.read_text()
     assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
-    assert "#SBATCH --array=0-4\n" in text and "#SBATCH --gres=gpu:1\n" in text and "#SBATCH --time=04:00:00\n" in text
+    assert "#SBATCH --array=0-4\n" in text and "#SBATCH --gres=gpu:1\n" in text and "#SBATCH --time=02:00:00\n" in text
     assert [line.split("# ")[1] for line in text.splitlines() if line.strip()[:2] in {f"{i})" for i in range(10)}] == [
         job.name for job in jobs[1:]
     ]
@@ -398,6 +402,7 @@ def test_variants_are_aggregated_as_their_own_rows_with_their_algorithms_critic_
         ("nclql-auto", 41.0, 41.0),
         ("nclql-w0.02", 3.0, 7.0),
     ]
+    assert rows[1]["curve_mean"] == pytest.approx(5.0)
     assert {r["critic_params"] for r in rows} == {PARAMS[("nclql", "Hopper-v4")]}
     assert rows[0]["final_w"] == pytest.approx(0.5) and math.isnan(rows[1]["final_w"])  # mean of each seed's last w
     markdown = (tmp_path / "results.md").read_text().splitlines()
