@@ -6,8 +6,8 @@ Reads every finished run, `DIR/{algo}/{env}/seed{k}/` with a `DONE` marker (writ
 Slurm job alike), and writes into DIR:
 
 - `results.csv` and `results.md`: one row per (algorithm, environment). Definitions:
-  - first return: a run's first `eval/episodic_return`, mean over seeds; in both presets it comes before any update
-    (the untrained critic's sampler), a random-play reference for the final return;
+  - first return: a run's first `eval/episodic_return`, mean over seeds; in the quick preset it comes at
+    --learning-starts, before any update (the untrained critic's sampler): a random-play reference for the final return;
   - curve mean: the mean of a run's evaluation returns over the whole run (the area under its learning curve divided
     by its length, when evaluations are evenly spaced), mean over seeds: less noisy than one final evaluation and
     sensitive to how early a run learns;
@@ -294,7 +294,7 @@ def markdown_table(rows: list[dict], left_out: list[str]) -> str:
         )
     notes = [
         "",
-        "- First eval return: each run's first evaluation, mean over seeds (in the presets: before any update, the "
+        "- First eval return: each run's first evaluation, mean over seeds (in the quick preset: before any update, the "
         "untrained sampler — a random-play reference).",
         "- Curve mean: each run's mean evaluation return over all its evaluations (area under the learning curve), "
         "mean over seeds.",

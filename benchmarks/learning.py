@@ -22,8 +22,8 @@ Presets (updates = env steps after --learning-starts, divided by --num-envs; one
 - quick: InvertedPendulum-v4 (20,000 env steps) and Hopper-v4 (40,000; also the budget of any other env given with
   --envs), seeds 1-3, both algorithms, the authors' --num-envs 5 (one update per 5 env steps), --learning-starts 2500
   --eval-frequency 2500 --eval-episodes 5 --compile, 2 workers: 12 runs, 3,500 and 7,500 updates each, 33,000 updates
-  per worker. One run does about 13 updates/s while another shares this 2-core VM, so the preset takes about an hour
-  (docs/benchmarking.md has the measured time). --num-envs 1 (one update per env step) would cost 5x more per env step.
+  per worker. One run does about 13 updates/s while another shares this 2-core VM, so the preset takes about 50 min
+  (47 min measured: docs/benchmarking.md). --num-envs 1 (one update per env step) would cost 5x more per env step.
 - paper: the authors' protocol, HalfCheetah, Ant, Hopper, Humanoid, Walker2d, Swimmer (-v4), seeds 1-5, 5,000,000
   env steps, the scripts' defaults (the authors': --num-envs 5, 30k learning starts, evaluation of 10 episodes every
   125k steps) plus --compile; add `-- --cuda` on a GPU. 60 runs of (5e6 - 3e4) / 5 = 994,000 updates each. At the
@@ -372,7 +372,7 @@ def parse(argv):
         description="Runs LQL and NC-LQL over environments and seeds, then writes the results table and plot.",
         epilog="Arguments after -- are passed to every script call. See the header of benchmarks/learning.py.",
     )
-    p.add_argument("--preset", default="quick", choices=sorted(PRESETS), help="quick (~45 min, 2 cores) or paper (GPUs, days)")
+    p.add_argument("--preset", default="quick", choices=sorted(PRESETS), help="quick (~50 min, 2 cores) or paper (GPUs, days)")
     p.add_argument("--algos", default=",".join(SCRIPTS), help="comma-separated, from: " + ", ".join(SCRIPTS))
     p.add_argument("--envs", help="comma-separated env ids (default: the preset's)")
     p.add_argument("--seeds", help="comma-separated integers (default: the preset's)")
