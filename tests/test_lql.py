@@ -12,6 +12,7 @@ import torch
 from conftest import ROOT, read_scalars
 
 import lql_continuous_action as lql
+import nclql_continuous_action as nclql
 
 
 def quadratic_q(mu, precision):
@@ -244,6 +245,12 @@ def test_same_seed_gives_the_same_numbers_on_cpu(in_tmp_dir):
         (dict(step_size=0.0), "--step-size must be > 0"),
         (dict(num_envs=0), "--num-envs must be >= 1"),
         (dict(env_id="NoSuchEnv-v0"), "unknown --env-id"),
+        (
+            dict(autotune_w=True, target_entropy=0.7),
+            "--target-entropy 0.7 is unreachable",
+        ),  # > log 2, InvertedPendulum's d = 1
+        (dict(autotune_w=True, autotune_lr=1.5), "--autotune-lr in (0, 1]"),
+        (dict(autotune_w=True, autotune_lr=0.0), "--autotune-lr in (0, 1]"),
         (dict(env_id="CartPole-v1"), "Discrete action space"),
     ],
 )
@@ -302,18 +309,42 @@ def test_entropy_estimator_corrects_the_small_sample_log_det_bias():
     assert 0.5 * plain_log_det + 0.5 * 3 * math.log(2 * math.pi * math.e) < exact - 0.3  # what the correction removes
 
 
-def test_temperature_tuner_converges_to_the_w_whose_boltzmann_law_has_the_target_entropy():
-    target = -6.0
-    # H(N(mu, w P^-1)) = d/2 log(2 pi e) + d/2 log w - 1/2 log det P  =>  the w with entropy `target`:
-    d = 3
-    w_star = math.exp((2 / d) * (target - 0.5 * d * math.log(2 * math.pi * math.e) + 0.5 * torch.logdet(PRECISION).item()))
-    q_fn = quadratic_q(torch.zeros(3), PRECISION)
-    log_w = torch.tensor(math.log(1.0), requires_grad=True)  # start far from w* (about 0.3)
-    w_optimizer = torch.optim.Adam([log_w], lr=0.1)
-    torch.manual_seed(0)
-    for _ in range(150):
+def target_w(target, precision):
+    """H(N(mu, w P^-1)) = d/2 log(2 pi e) + d/2 log w - 1/2 log det P  =>  the w whose Boltzmann law has entropy `target`."""
+    d = precision.shape[0]
+    return math.exp((2 / d) * (target - 0.5 * d * math.log(2 * math.pi * math.e) + 0.5 * torch.logdet(precision).item()))
+
+
+def tune_on_quadratic_q(module, log_w, w_optimizer, target, n_steps, n_states):
+    """`n_steps` dual steps of the script's tuner on Q = -a^T P a / 2, sampled by Langevin with a step proportional to w
+    (a constant, small discretisation bias); returns the log w after each step."""
+    q_fn, w_star, trajectory = quadratic_q(torch.zeros(3), PRECISION), target_w(target, PRECISION), []
+    for _ in range(n_steps):
         w = log_w.detach().exp()
         sample = lambda obs, w=w: lql.langevin_sample(q_fn, torch.zeros(obs.shape[0], 3), w, 100, 1e-4 * w / w_star)
-        entropy = lql.policy_entropy(sample, torch.zeros(8, 1), n_chains=32)
-        lql.temperature_step(log_w, w_optimizer, entropy, target)
-    assert log_w.item() == pytest.approx(math.log(w_star), abs=0.15)
+        entropy = module.policy_entropy(sample, torch.zeros(n_states, 1), n_chains=32)
+        module.temperature_step(log_w, w_optimizer, entropy, target)
+        trajectory.append(log_w.item())
+    return trajectory
+
+
+@pytest.mark.parametrize("module", [lql, nclql], ids=["lql", "nclql"])  # the same tuner in both scripts
+def test_a_full_newton_dual_step_lands_on_the_w_whose_boltzmann_law_has_the_target_entropy(module):
+    # a quadratic Q's entropy is linear in log w with slope d/2, so one full Newton step (lr 1) solves the dual exactly
+    torch.manual_seed(0)
+    log_w = torch.tensor(0.0, requires_grad=True)  # w = 1, far from w* (about 0.25)
+    [log_w_after] = tune_on_quadratic_q(module, log_w, module.temperature_optimizer(log_w, 3, 1.0), -6.0, 1, 200)
+    assert math.log(target_w(-6.0, PRECISION)) < -1
+    assert log_w_after == pytest.approx(math.log(target_w(-6.0, PRECISION)), abs=0.05)
+
+
+@pytest.mark.parametrize("module", [lql, nclql], ids=["lql", "nclql"])
+def test_temperature_tuner_with_its_defaults_converges_to_the_w_whose_boltzmann_law_has_the_target_entropy(module):
+    torch.manual_seed(0)
+    log_w = torch.tensor(0.0, requires_grad=True)
+    w_optimizer = module.temperature_optimizer(log_w, 3, module.Args.autotune_lr)
+    trajectory = tune_on_quadratic_q(module, log_w, w_optimizer, -6.0, 150, 8)
+    log_w_star = math.log(target_w(-6.0, PRECISION))
+    assert abs(trajectory[9] - log_w_star) > 0.5  # a damped step: not there after 10 steps ...
+    assert np.mean(trajectory[-50:]) == pytest.approx(log_w_star, abs=0.1)  # ... but within 150 ...
+    assert np.std(trajectory[-50:]) < 0.1  # ... and it stays there: the damping averages the estimates' noise
