@@ -11,6 +11,10 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 mode=${1:-}
+if [ -n "$mode" ] && ! python -c "import torch, gymnasium, mujoco, tyro" 2>/dev/null; then  # the venv is not active
+  echo "error: python ($(command -v python || echo none)) lacks the requirements: run 'python3 -m venv .venv && . .venv/bin/activate && pip install -r requirements.txt' (see README.md)" >&2
+  exit 2
+fi
 [ $# -gt 0 ] && shift
 case "$mode" in
   speed) exec python benchmarks/speed.py "$@" ;;

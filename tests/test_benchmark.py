@@ -276,6 +276,15 @@ def test_benchmark_sh_refuses_bad_input_without_a_traceback(tmp_path):
         assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1, proc.stderr
 
 
+def test_benchmark_sh_without_the_requirements_says_how_to_install_them(tmp_path):
+    (tmp_path / "python").write_text("#!/bin/sh\nexit 1\n")  # a python that lacks the packages (no venv active)
+    (tmp_path / "python").chmod(0o755)
+    env = {**os.environ, "PATH": f"{tmp_path}:/usr/bin:/bin"}
+    proc = subprocess.run(["bash", os.path.join(ROOT, "benchmark.sh"), "learn"], capture_output=True, text=True, env=env)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1
+    assert "pip install -r requirements.txt" in proc.stderr
+
+
 def test_runner_runs_in_parallel_skips_finished_runs_retries_failed_ones_and_resumes_interrupted_ones(tmp_path, fake_script):
     jobs = learning.build_jobs(
         tmp_path / "out", ["lql", "nclql"], {"Hopper-v4": 50}, [1, 2, 3], scripts={"lql": fake_script, "nclql": fake_script}
