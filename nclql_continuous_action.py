@@ -114,9 +114,9 @@ class Args:
     log_frequency: int = 100
     """log losses and sampler diagnostics every this many updates"""
     autotune_w: bool = False
-    """if toggled, adapts w during training toward --target-entropy by a dual step on log w, as SAC tunes its alpha"""
-    target_entropy: float | None = None
-    """entropy (nats) of the action law in [-1, 1]^d that --autotune-w aims at (default: -dim(A), SAC's default)"""
+    """if toggled, adapts w during training toward a target entropy by a dual step on log w, as SAC tunes its alpha"""
+    target_entropy_per_dim: float = -1.0
+    """--autotune-w aims at this entropy (nats) per action dimension, in [-1, 1]^d: -1 is SAC's target -dim(A)"""
     autotune_frequency: int = 10
     """updates between two entropy estimates and dual steps"""
     autotune_states: int = 4
@@ -194,10 +194,10 @@ def check_args(args: Args) -> None:
         raise SystemExit(f"error: {args.env_id} has a {type(space).__name__} action space; NC-LQL needs a continuous Box")
     if args.autotune_w and args.autotune_chains <= space.shape[0] + 1:
         raise SystemExit(f"error: --autotune-chains must exceed dim(A) + 1 = {space.shape[0] + 1} (a covariance per state)")
-    if args.autotune_w and args.target_entropy is not None and args.target_entropy >= space.shape[0] * math.log(2):
+    if args.autotune_w and args.target_entropy_per_dim >= math.log(2):
         raise SystemExit(  # the uniform law on the box has the most entropy: the tuner would raise w forever
-            f"error: --target-entropy {args.target_entropy} is unreachable: the most any law on [-1, 1]^{space.shape[0]} "
-            f"has is dim(A) log 2 = {space.shape[0] * math.log(2):.3f}"
+            f"error: --target-entropy-per-dim {args.target_entropy_per_dim} is unreachable: the most any law on [-1, 1]^d "
+            f"has is log 2 = {math.log(2):.3f} per dimension"
         )
     if not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
         raise SystemExit(f"error: {args.env_id} has an unbounded Box action space; NC-LQL samples in a bounded box")
@@ -714,7 +714,7 @@ def train(args: Args):
         optimizer = torch.optim.Adam(qf.parameters(), lr=args.learning_rate)
         log_w = torch.tensor(math.log(args.w), device=device, requires_grad=True)  # tuned only with --autotune-w
         w_optimizer = temperature_optimizer(log_w, act_dim, args.autotune_lr)
-        target_entropy = -act_dim if args.target_entropy is None else args.target_entropy
+        target_entropy = args.target_entropy_per_dim * act_dim  # SAC's -dim(A) by default
         sigmas = noise_levels(args.sigma_max, args.sigma_min, args.num_levels)  # on the host: step sizes are floats
         rb = ReplayBuffer(args.buffer_size, obs_dim, act_dim, device)
         checkpoint_path = f"runs/{run_name}/checkpoint.pt"

@@ -62,7 +62,7 @@ def flat_parameters(qf):
     [
         dict(checkpoint_buffer=True),
         dict(checkpoint_buffer=False),
-        dict(checkpoint_buffer=True, autotune_w=True, autotune_frequency=3, autotune_chains=8, target_entropy=-3.0),
+        dict(checkpoint_buffer=True, autotune_w=True, autotune_frequency=3, autotune_chains=8, target_entropy_per_dim=-3.0),
     ],
     ids=["buffer", "no-buffer", "buffer-autotune"],
 )
@@ -218,7 +218,9 @@ def test_bad_checkpoints_are_refused_with_one_line(in_tmp_dir):
 @pytest.mark.parametrize("module", [lql, nclql], ids=["lql", "nclql"])
 def test_autotuned_w_moves_toward_the_target_is_logged_checkpointed_and_used_for_evaluation(in_tmp_dir, module):
     # a uniform-ish early policy has entropy near log 2 = 0.69 > target -3: w must fall
-    args = tiny_args(module, autotune_w=True, target_entropy=-3.0, autotune_frequency=2, autotune_chains=8, autotune_lr=0.05)
+    args = tiny_args(
+        module, autotune_w=True, target_entropy_per_dim=-3.0, autotune_frequency=2, autotune_chains=8, autotune_lr=0.05
+    )
     _, run_dir = module.train(dataclasses.replace(args, save_model=True))
     logged = read_scalars(run_dir)
     w_logged = [value for _, value in logged["losses/w"]]

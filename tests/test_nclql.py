@@ -228,8 +228,8 @@ def test_same_seed_gives_the_same_numbers_on_cpu(in_tmp_dir):
         (dict(env_id="NoSuchEnv-v0"), "unknown --env-id"),
         (dict(env_id="Pendulum-v99"), "unknown --env-id"),
         (
-            dict(autotune_w=True, target_entropy=0.7),
-            "--target-entropy 0.7 is unreachable",
+            dict(autotune_w=True, target_entropy_per_dim=0.7),
+            "--target-entropy-per-dim 0.7 is unreachable",
         ),  # > log 2, InvertedPendulum's d = 1
         (dict(autotune_w=True, autotune_lr=1.5), "--autotune-lr in (0, 1]"),
         (dict(autotune_w=True, autotune_lr=0.0), "--autotune-lr in (0, 1]"),
