@@ -28,7 +28,11 @@ dH/dlog w = Var_pi(Q / w), which is d/2 for a quadratic Q (H = d/2 log w + const
 step, log w -= lr * (H - H_target) / (d / 2): w reaches the target within tens of steps, not thousands (Adam's
 fixed-size steps). H(pi_w) is estimated every few updates from many chains per state on a few replayed states, by the
 Gaussian bound H <= 1/2 log det(2 pi e Cov) (exact for a Gaussian law; the sample log det is bias-corrected). Its
-cost is logged (charts/autotune_time_fraction).
+cost is logged (charts/autotune_time_fraction). Hot start: a young critic's Q is small and flat, so a fixed target is
+met only by a near-greedy w (~0.001 measured), and acting greedily on a critic that knows little stalls exploration
+(README: the Hopper plateau). So the target starts at the uniform law's entropy d log 2 (the most on [-1, 1]^d) and
+falls linearly to H_target over the first --autotune-cooling-fraction of learning (as CleanRL DQN's epsilon): w cools
+as the critic learns, as a fixed w does implicitly while Q grows.
 """
 
 import copy
@@ -125,6 +129,8 @@ class Args:
     """chains per state for the entropy estimate (must exceed dim(A) + 1: a full covariance per state)"""
     autotune_lr: float = 0.05
     """dual step on log w as a fraction of the Newton step, in (0, 1]: 1 solves a quadratic Q at once; less averages noise"""
+    autotune_cooling_fraction: float = 0.5
+    """the target entropy falls from the uniform law's (d log 2) to the target over this fraction of the learning steps"""
     checkpoint_frequency: int = 100_000
     """write runs/{run_name}/checkpoint.pt every this many env steps (0: only when interrupted); atomic, latest only"""
     checkpoint_buffer: bool = True
@@ -163,6 +169,8 @@ def check_args(args: Args) -> None:
             problems.append(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.autotune_w and (args.autotune_frequency < 1 or args.autotune_states < 1 or not 0 < args.autotune_lr <= 1):
         problems.append("--autotune-frequency and --autotune-states must be >= 1 and --autotune-lr in (0, 1] (a Newton step)")
+    if not 0 <= args.autotune_cooling_fraction <= 1:
+        problems.append(f"--autotune-cooling-fraction must be in [0, 1], got {args.autotune_cooling_fraction}")
     for name in ("learning_starts", "eval_frequency", "checkpoint_frequency"):
         if getattr(args, name) < 0:
             problems.append(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
@@ -550,6 +558,15 @@ def temperature_optimizer(log_w, act_dim, newton_fraction):
     return torch.optim.SGD([log_w], lr=newton_fraction / (act_dim / 2))
 
 
+def scheduled_target_entropy(global_step, args, act_dim):
+    """The hot start (header): d log 2 at --learning-starts, linearly down to --target-entropy-per-dim * d at
+    --autotune-cooling-fraction of the learning steps, then constant (a fraction 0: the fixed target throughout)."""
+    final, uniform = args.target_entropy_per_dim * act_dim, act_dim * math.log(2)
+    cooling_steps = args.autotune_cooling_fraction * (args.total_timesteps - args.learning_starts)
+    progress = min(max((global_step - args.learning_starts) / cooling_steps, 0.0), 1.0) if cooling_steps > 0 else 1.0
+    return uniform + progress * (final - uniform)
+
+
 def temperature_step(log_w, w_optimizer, entropy, target_entropy):
     """One dual step: the loss log_w * (H - target) has gradient H - target, so w falls while the policy is more
     random than the target and rises while it is less (SAC's rule for alpha)."""
@@ -714,7 +731,6 @@ def train(args: Args):
         optimizer = torch.optim.Adam(qf.parameters(), lr=args.learning_rate)
         log_w = torch.tensor(math.log(args.w), device=device, requires_grad=True)  # tuned only with --autotune-w
         w_optimizer = temperature_optimizer(log_w, act_dim, args.autotune_lr)
-        target_entropy = args.target_entropy_per_dim * act_dim  # SAC's -dim(A) by default
         sigmas = noise_levels(args.sigma_max, args.sigma_min, args.num_levels)  # on the host: step sizes are floats
         rb = ReplayBuffer(args.buffer_size, obs_dim, act_dim, device)
         checkpoint_path = f"runs/{run_name}/checkpoint.pt"
@@ -825,12 +841,14 @@ def train(args: Args):
                     entropy = policy_entropy(
                         lambda o, w=w: act(qf, o, sigmas, args, w), batch[0][: args.autotune_states], args.autotune_chains
                     )
+                    target_entropy = scheduled_target_entropy(global_step, args, act_dim)  # SAC's -dim(A) once cooled
                     temperature_step(log_w, w_optimizer, entropy, target_entropy)
                     autotune_seconds += time.time() - tune_start
                 if n_updates % args.log_frequency == 0:
                     if entropy is not None:
                         writer.add_scalar("losses/w", log_w.exp().item(), global_step)
                         writer.add_scalar("losses/policy_entropy", entropy.item(), global_step)
+                        writer.add_scalar("losses/target_entropy", target_entropy, global_step)
                         writer.add_scalar(
                             "charts/autotune_time_fraction", autotune_seconds / (time.time() - start_time), global_step
                         )
