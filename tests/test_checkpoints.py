@@ -3,6 +3,7 @@ uninterrupted run, SIGTERM checkpoints and exits with a resume command, non-fini
 step, checkpoints are written atomically, saved critics can be evaluated, and bad checkpoints are refused."""
 
 import dataclasses
+import math
 import os
 import signal
 import subprocess
@@ -226,6 +227,8 @@ def test_autotuned_w_moves_toward_the_target_is_logged_checkpointed_and_used_for
     w_logged = [value for _, value in logged["losses/w"]]
     assert w_logged[-1] < w_logged[0] < args.w and len(logged["losses/policy_entropy"]) == len(w_logged)
     assert 0 < logged["charts/autotune_time_fraction"][-1][1] < 1
+    targets = [value for _, value in logged["losses/target_entropy"]]  # the hot start cools to the target by step 100
+    assert math.log(2) > targets[0] > targets[1] and targets[-1] == pytest.approx(-3.0) and len(targets) == len(w_logged)
     saved = torch.load(f"{run_dir}/checkpoint.pt", weights_only=False)
     model = torch.load(f"{run_dir}/{args.exp_name}.cleanrl_model", weights_only=False)
     assert saved["w"] == pytest.approx(float(saved["log_w"].exp())) and model["w"] < saved["w"] < args.w  # still falling

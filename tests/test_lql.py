@@ -1,6 +1,7 @@
 """LQL: the Langevin sampler against analytic Boltzmann targets (spec, section 6), the replay buffer and gymnasium 1.x
 autoreset handling, a short training run, and refusal of bad input."""
 
+import dataclasses
 import math
 import subprocess
 import sys
@@ -251,6 +252,8 @@ def test_same_seed_gives_the_same_numbers_on_cpu(in_tmp_dir):
         ),  # > log 2, InvertedPendulum's d = 1
         (dict(autotune_w=True, autotune_lr=1.5), "--autotune-lr in (0, 1]"),
         (dict(autotune_w=True, autotune_lr=0.0), "--autotune-lr in (0, 1]"),
+        (dict(autotune_w=True, autotune_cooling_fraction=1.5), "--autotune-cooling-fraction must be in [0, 1]"),
+        (dict(autotune_w=True, autotune_cooling_fraction=-0.1), "--autotune-cooling-fraction must be in [0, 1]"),
         (dict(env_id="CartPole-v1"), "Discrete action space"),
     ],
 )
@@ -348,3 +351,33 @@ def test_temperature_tuner_with_its_defaults_converges_to_the_w_whose_boltzmann_
     assert abs(trajectory[9] - log_w_star) > 0.5  # a damped step: not there after 10 steps ...
     assert np.mean(trajectory[-50:]) == pytest.approx(log_w_star, abs=0.1)  # ... but within 150 ...
     assert np.std(trajectory[-50:]) < 0.1  # ... and it stays there: the damping averages the estimates' noise
+
+
+@pytest.mark.parametrize("module", [lql, nclql], ids=["lql", "nclql"])
+def test_target_entropy_cools_linearly_from_the_uniform_laws_entropy_to_the_target(module):
+    args = module.Args(total_timesteps=10_000, learning_starts=2_000, target_entropy_per_dim=-1.0)  # default fraction 0.5
+    uniform, final = 3 * math.log(2), -3.0  # d = 3
+    target = lambda step, **kw: module.scheduled_target_entropy(step, dataclasses.replace(args, **kw), 3)
+    assert target(0) == target(2_000) == pytest.approx(uniform)  # hottest while learning has not started
+    assert target(4_000) == pytest.approx((uniform + final) / 2)  # halfway through 4,000 cooling steps
+    assert target(6_000) == target(10_000) == pytest.approx(final)  # cooled: SAC's -dim(A) from then on
+    assert target(3_000, autotune_cooling_fraction=0.25) == pytest.approx(final + (uniform - final) / 2)
+    assert target(2_000, autotune_cooling_fraction=0.0) == pytest.approx(final)  # no hot start
+
+
+@pytest.mark.parametrize("module", [lql, nclql], ids=["lql", "nclql"])
+def test_temperature_tuner_follows_the_cooling_target_down_to_the_w_of_the_final_target(module):
+    torch.manual_seed(0)
+    start, final = 3 * math.log(2), -6.0
+    log_w = torch.tensor(math.log(target_w(start, PRECISION)), requires_grad=True)  # on the hot start's w
+    w_optimizer = module.temperature_optimizer(log_w, 3, module.Args.autotune_lr)
+    trajectory = []
+    for step in range(300):  # cool linearly over 100 dual steps, then hold
+        target = start + min(step / 100, 1.0) * (final - start)
+        trajectory += tune_on_quadratic_q(module, log_w, w_optimizer, target, 1, 8)
+    log_w_start, log_w_final = math.log(target_w(start, PRECISION)), math.log(target_w(final, PRECISION))
+    assert log_w_start - log_w_final > 5  # a long way to cool
+    # w falls with the target (a lag of a few tens of steps, the damping) and settles on the final target's w
+    window_means = [np.mean(trajectory[i : i + 25]) for i in range(0, 150, 25)]
+    assert (np.diff(window_means) < 0).all()
+    assert np.mean(trajectory[-50:]) == pytest.approx(log_w_final, abs=0.1)

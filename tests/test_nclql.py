@@ -233,6 +233,8 @@ def test_same_seed_gives_the_same_numbers_on_cpu(in_tmp_dir):
         ),  # > log 2, InvertedPendulum's d = 1
         (dict(autotune_w=True, autotune_lr=1.5), "--autotune-lr in (0, 1]"),
         (dict(autotune_w=True, autotune_lr=0.0), "--autotune-lr in (0, 1]"),
+        (dict(autotune_w=True, autotune_cooling_fraction=1.5), "--autotune-cooling-fraction must be in [0, 1]"),
+        (dict(autotune_w=True, autotune_cooling_fraction=-0.1), "--autotune-cooling-fraction must be in [0, 1]"),
         (dict(env_id="CartPole-v1"), "Discrete action space"),
     ],
 )
