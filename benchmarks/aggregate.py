@@ -253,19 +253,28 @@ def plot_curves(curves, path: Path) -> None:
     n = len(curves)
     ncols = min(n, 3)
     nrows = -(-n // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(5 * ncols, 3.8 * nrows), squeeze=False)
+    algos = list(dict.fromkeys(algo for by_algo in curves.values() for algo in by_algo))
+    colors = {algo: f"C{i % 10}" if len(algos) <= 10 else plt.cm.tab20(i % 20) for i, algo in enumerate(algos)}
+    seeds = {algo: sorted({by_algo[algo][3] for by_algo in curves.values() if algo in by_algo}) for algo in algos}
+    legend_rows = -(-len(algos) // 3)  # one legend for all panels, below them: one colour per row of the table
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5 * ncols, 3.8 * nrows + 0.3 * legend_rows), squeeze=False)
+    handles = {}
     for ax, (env_id, by_algo) in zip(axes.flat, curves.items(), strict=False):
-        for algo, (steps, mean, std, n_seeds) in by_algo.items():
-            (line,) = ax.plot(steps, mean, marker=".", label=f"{algo} ({n_seeds} seed{'s' if n_seeds > 1 else ''})")
-            ax.fill_between(steps, mean - std, mean + std, color=line.get_color(), alpha=0.2, linewidth=0)
+        for algo, (steps, mean, std, _) in by_algo.items():
+            (handles[algo],) = ax.plot(steps, mean, marker=".", color=colors[algo])
+            ax.fill_between(steps, mean - std, mean + std, color=colors[algo], alpha=0.2, linewidth=0)
         ax.set_title(env_id)
         ax.set_xlabel("env steps")
         ax.set_ylabel("eval return (mean ± std over seeds)")
         ax.grid(alpha=0.3)
-        ax.legend()
     for ax in list(axes.flat)[n:]:
         ax.set_visible(False)
-    fig.tight_layout()
+    labels = []
+    for algo in algos:
+        low, high = seeds[algo][0], seeds[algo][-1]  # seeds per env: the fewest and the most
+        labels.append(f"{algo} ({low if low == high else f'{low}-{high}'} seed{'s' if high > 1 else ''})")
+    fig.legend([handles[a] for a in algos], labels, loc="lower center", ncol=min(len(algos), 3), frameon=False)
+    fig.tight_layout(rect=(0, 0.3 * legend_rows / fig.get_figheight() + 0.02, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
