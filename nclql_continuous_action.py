@@ -687,11 +687,14 @@ def train(args: Args):
     device = torch.device("cuda" if args.cuda else "cpu")
     checkpoint = load_checkpoint(args.resume, args, device) if args.resume else None
     if checkpoint is not None:
-        changed = [k for k, v in checkpoint["args"].items() if k not in RESUMABLE_CHANGES and getattr(args, k, v) != v]
+        saved_args = dict(checkpoint["args"])
+        if saved_args.get("autotune_w"):  # written before the hot start existed: that run's target never cooled
+            saved_args.setdefault("autotune_cooling_fraction", 0.0)
+        changed = [k for k, v in saved_args.items() if k not in RESUMABLE_CHANGES and getattr(args, k, v) != v]
         if changed:
             k = changed[0]
             raise SystemExit(
-                f"error: --{k.replace('_', '-')} {getattr(args, k)} differs from the checkpoint's {checkpoint['args'][k]}; "
+                f"error: --{k.replace('_', '-')} {getattr(args, k)} differs from the checkpoint's {saved_args[k]}; "
                 "resume with the run's own command line plus --resume PATH"
             )
     run_name = checkpoint["run_name"] if checkpoint else f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
