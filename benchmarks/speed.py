@@ -1,7 +1,7 @@
 """Speed benchmark for NC-LQL (and LQL): one training iteration split into its parts, the compute floor, and a
 SAC-style update timed in the same process as a yardstick. Machines here are noisy: read the ratios.
 
-    python benchmarks/speed.py --env-id Hopper-v4 [--compile] [--threads 2]
+    python benchmarks/speed.py --env-id Hopper-v4 [--compile] [--threads 2] [--cuda]
 """
 
 import os
@@ -41,20 +41,25 @@ class Args:
     """also time the torch.compile'd update and acting sampler, as the scripts' --compile runs them"""
     threads: int = 0
     """torch threads (0 = torch's default: every core)"""
+    cuda: bool = False
+    """time on the GPU, as the scripts' --cuda runs (each timing waits for the GPU to finish)"""
     repeats: int = 20
     """timed repetitions of each part (after warm-up)"""
 
 
-def timed(functions, repeats):
+def timed(functions, repeats, synchronize=lambda: None):
     """{name: median wall time of fn() in ms}, after two warm-up calls each. The functions take turns, round after
-    round, so that a load change on this shared machine hits all of them alike and their ratios stay meaningful."""
+    round, so that a load change on this shared machine hits all of them alike and their ratios stay meaningful.
+    `synchronize` waits for queued GPU work, so a timing covers the kernels, not only their launch."""
     for fn in functions.values():
         fn(), fn()
     times = {name: [] for name in functions}
     for _ in range(repeats):
         for name, fn in functions.items():
+            synchronize()
             start = time.perf_counter()
             fn()
+            synchronize()
             times[name].append(time.perf_counter() - start)
     return {name: sorted(t)[len(t) // 2] * 1000 for name, t in times.items()}
 
@@ -62,16 +67,22 @@ def timed(functions, repeats):
 class SacYardstick:
     """A plain PyTorch SAC update: tanh-Gaussian actor and two Q critics, 2 x 256 ReLU, one Adam step each."""
 
-    def __init__(self, obs_dim, act_dim, batch_size):
+    def __init__(self, obs_dim, act_dim, batch_size, device):
         def mlp(n_in, n_out):
             return nn.Sequential(nn.Linear(n_in, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, n_out))
 
         self.actor, self.q1, self.q2 = mlp(obs_dim, 2 * act_dim), mlp(obs_dim + act_dim, 1), mlp(obs_dim + act_dim, 1)
         self.q1_target, self.q2_target = mlp(obs_dim + act_dim, 1), mlp(obs_dim + act_dim, 1)
+        for net in (self.actor, self.q1, self.q2, self.q1_target, self.q2_target):
+            net.to(device)
         self.q_opt = torch.optim.Adam([*self.q1.parameters(), *self.q2.parameters()], lr=3e-4)
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=3e-4)
-        self.obs, self.next_obs = torch.randn(batch_size, obs_dim), torch.randn(batch_size, obs_dim)
-        self.actions, self.rewards = torch.rand(batch_size, act_dim) * 2 - 1, torch.randn(batch_size)
+        self.obs, self.next_obs = (
+            torch.randn(batch_size, obs_dim, device=device),
+            torch.randn(batch_size, obs_dim, device=device),
+        )
+        self.actions = torch.rand(batch_size, act_dim, device=device) * 2 - 1
+        self.rewards = torch.randn(batch_size, device=device)
 
     def act(self, obs):
         mean, log_std = self.actor(obs).chunk(2, -1)
@@ -102,17 +113,21 @@ def main(args: Args):
     if args.threads:
         torch.set_num_threads(args.threads)
     torch._inductor.config.fallback_random = True  # as the scripts' --compile: eager's random draws
+    if args.cuda and not torch.cuda.is_available():
+        raise SystemExit("error: --cuda was given but torch sees no CUDA device")
+    device = torch.device("cuda" if args.cuda else "cpu")
     obs_dim, act_dim = ENV_DIMS[args.env_id]
     torch.manual_seed(0)
     nc_args = nclql.Args()
-    sigmas = nclql.noise_levels(nc_args.sigma_max, nc_args.sigma_min, nc_args.num_levels)
-    qf, qf_target = nclql.CriticEnsemble(obs_dim, act_dim), nclql.CriticEnsemble(obs_dim, act_dim)
+    sigmas = nclql.noise_levels(nc_args.sigma_max, nc_args.sigma_min, nc_args.num_levels)  # on the host, as in the script
+    qf, qf_target = nclql.CriticEnsemble(obs_dim, act_dim).to(device), nclql.CriticEnsemble(obs_dim, act_dim).to(device)
     qf_target.requires_grad_(False)
     optimizer = torch.optim.Adam(qf.parameters(), lr=nc_args.learning_rate)
     n = args.batch_size
     batch = (torch.randn(n, obs_dim), torch.rand(n, act_dim) * 2 - 1, torch.randn(n), torch.randn(n, obs_dim), torch.zeros(n))
+    batch = tuple(t.to(device) for t in batch)
     obs, actions, rewards, next_obs, terminations = batch
-    clean = torch.full((1,), nc_args.num_levels - 1)
+    clean = torch.full((1,), nc_args.num_levels - 1, device=device)
     evaluations = nc_args.num_levels * nc_args.steps_per_level
 
     def td_step():
@@ -173,11 +188,11 @@ def main(args: Args):
             training_pass()
 
     eager_update = lambda: nclql.nclql_update(qf, qf_target, optimizer, batch, sigmas, nc_args)
-    obs_acting = torch.randn(args.num_envs, obs_dim)
+    obs_acting = torch.randn(args.num_envs, obs_dim, device=device)
 
-    sac = SacYardstick(obs_dim, act_dim, n)
+    sac = SacYardstick(obs_dim, act_dim, n, device)
     lql_args = lql.Args()
-    lql_qf = lql.CriticEnsemble(obs_dim, act_dim)
+    lql_qf = lql.CriticEnsemble(obs_dim, act_dim).to(device)
     functions = {
         "acting sampler": lambda: nclql.sample_actions(qf, obs_acting, sigmas, nc_args),
         "target sampler": lambda: nclql.sample_actions(qf, next_obs, sigmas, nc_args),
@@ -198,7 +213,7 @@ def main(args: Args):
         compiled_sample = torch.compile(nclql.sample_actions, dynamic=False)
         functions["acting compiled"] = lambda: compiled_sample(qf, obs_acting, sigmas, nc_args)
         functions["iteration compiled"] = lambda: compiled_update(qf, qf_target, optimizer, batch, sigmas, nc_args)
-    ms = timed(functions, args.repeats)
+    ms = timed(functions, args.repeats, torch.cuda.synchronize if args.cuda else lambda: None)
     parts = {
         name: ms[name] for name in ("acting sampler", "target sampler", "TD step", "noise-conditioning step", "target update")
     }
@@ -207,7 +222,8 @@ def main(args: Args):
     floor, sac_update = ms["matmul floor"], ms["SAC update"]
     autograd_eval, handwritten_eval, lql_sampler = ms["autograd eval"], ms["hand-written eval"], ms["LQL sampler"]
 
-    print(f"# {args.env_id}, batch {n}, {torch.get_num_threads()} threads, torch {torch.__version__}")
+    on = torch.cuda.get_device_name() if args.cuda else f"CPU, {torch.get_num_threads()} threads"
+    print(f"# {args.env_id}, batch {n}, {on}, torch {torch.__version__}")
     print("| part (eager) | ms | share of the eager iteration |\n|-|-|-|")
     for name, part_ms in parts.items():
         share = "acting" if name == "acting sampler" else f"{part_ms / iterations['eager']:.0%}"

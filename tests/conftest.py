@@ -10,6 +10,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 torch.set_num_threads(1)  # the tests' tensors are small: one thread is faster and steadier than two
 
+# Tests marked with DEVICES run on the CPU and, where torch sees a GPU, again with --cuda: the scripts must run
+# unchanged on both. CI has no GPU, so there the CUDA cases are skipped; run `pytest tests` on a GPU machine for them.
+NEEDS_CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (CI has none)")
+DEVICES = ["cpu", pytest.param("cuda", marks=NEEDS_CUDA)]
+
 
 class CountdownEnv(gym.Env):
     """A tiny env whose episode ends are known: obs = [episode index, step within episode]. Episode k (k = 0, 1, ...)

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 import torch
-from conftest import ROOT, read_scalars
+from conftest import DEVICES, ROOT, read_scalars
 
 import lql_continuous_action as lql
 import nclql_continuous_action as nclql
@@ -67,7 +67,9 @@ def flat_parameters(qf):
     ],
     ids=["buffer", "no-buffer", "buffer-autotune"],
 )
-def test_interrupted_and_resumed_run_ends_as_the_uninterrupted_one(in_tmp_dir, monkeypatch, module, settings):
+@pytest.mark.parametrize("device", DEVICES)
+def test_interrupted_and_resumed_run_ends_as_the_uninterrupted_one(in_tmp_dir, monkeypatch, module, settings, device):
+    settings = dict(settings, cuda=device == "cuda")  # on CUDA the generator's state is checkpointed too
     with_buffer = settings["checkpoint_buffer"]
     qf_whole, whole_dir = module.train(tiny_args(module, exp_name="whole", **settings))
 
@@ -77,7 +79,7 @@ def test_interrupted_and_resumed_run_ends_as_the_uninterrupted_one(in_tmp_dir, m
     assert stop.value.code == 128 + signal.SIGINT
     (cut_dir,) = [d for d in os.listdir("runs") if "__cut__" in d]
     checkpoint = f"runs/{cut_dir}/checkpoint.pt"
-    assert torch.load(checkpoint, weights_only=False)["global_step"] == 100
+    assert torch.load(checkpoint, weights_only=False, map_location="cpu")["global_step"] == 100
     qf_resumed, resumed_dir = module.train(tiny_args(module, exp_name="cut", resume=checkpoint, **settings))
 
     assert resumed_dir == f"runs/{cut_dir}"  # the resumed run appends to its own logs
@@ -159,8 +161,10 @@ def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("module", [lql, nclql], ids=["lql", "nclql"])
-def test_saved_critics_can_be_evaluated_without_training(in_tmp_dir, monkeypatch, module):
-    qf, run_dir = module.train(tiny_args(module, exp_name="trained", save_model=True, w=0.05))
+@pytest.mark.parametrize("device", DEVICES)  # critics trained with --cuda are evaluated on the CPU
+def test_saved_critics_can_be_evaluated_without_training(in_tmp_dir, monkeypatch, module, device):
+    qf, run_dir = module.train(tiny_args(module, exp_name="trained", save_model=True, w=0.05, cuda=device == "cuda"))
+    qf = qf.cpu()
     model = f"{run_dir}/trained.cleanrl_model"
     evaluated, real_evaluate = [], module.evaluate
 

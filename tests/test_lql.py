@@ -10,7 +10,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, read_scalars
+from conftest import DEVICES, ROOT, read_scalars
 
 import lql_continuous_action as lql
 import nclql_continuous_action as nclql
@@ -28,9 +28,9 @@ def ula_covariance(precision, w, eps):
     return (vectors * (w / (lam * (1 - eps * lam / (4 * w))))) @ vectors.T
 
 
-def run_chains(q_fn, n_chains, dim, w, n_steps, eps, grad_norm=False, seed=0):
+def run_chains(q_fn, n_chains, dim, w, n_steps, eps, grad_norm=False, seed=0, device="cpu"):
     torch.manual_seed(seed)
-    start = torch.rand(n_chains, dim) * 2 - 1
+    start = torch.rand(n_chains, dim, device=device) * 2 - 1
     return lql.langevin_sample(q_fn, start, w, n_steps, eps, grad_norm=grad_norm).double()
 
 
@@ -43,11 +43,13 @@ def test_isotropic_quadratic_matches_boltzmann_with_known_step_bias():
     assert abs(samples.var(0).mean() - w / p) / (w / p) > 0.2  # the bias is real, so the formula is what matches
 
 
-def test_anisotropic_quadratic_matches_boltzmann_covariance():
+@pytest.mark.parametrize("device", DEVICES)
+def test_anisotropic_quadratic_matches_boltzmann_covariance(device):
     mu, w, eps = torch.tensor([-0.1, 0.25]), 0.02, 2e-4
     precision = torch.tensor([[40.0, 12.0], [12.0, 10.0]])
-    samples = run_chains(quadratic_q(mu, precision), 20_000, 2, w, 600, eps)
-    expected = ula_covariance(precision, w, eps)
+    samples = run_chains(quadratic_q(mu.to(device), precision.to(device)), 20_000, 2, w, 600, eps, device=device)
+    assert samples.device.type == device
+    samples, expected = samples.cpu(), ula_covariance(precision, w, eps)
     assert torch.allclose(samples.mean(0), mu.double(), atol=4e-3)
     assert torch.allclose(torch.cov(samples.T), expected, rtol=0.08, atol=2e-5)
     assert torch.cov(samples.T)[0, 1] < 0  # the correlation of w P^-1 is recovered, not just the marginals
@@ -117,7 +119,8 @@ def test_critic_gradient_matches_autograd_and_leaves_no_parameter_gradients():
     assert all(p.grad is None for p in qf.parameters())
 
 
-def test_compiled_update_and_sampler_give_the_same_numbers_as_eager():
+@pytest.mark.parametrize("device", DEVICES)
+def test_compiled_update_and_sampler_give_the_same_numbers_as_eager(device):
     """--compile must not change results: two updates from the same state and seed, eager vs torch.compile'd."""
     import copy
 
@@ -125,14 +128,17 @@ def test_compiled_update_and_sampler_give_the_same_numbers_as_eager():
     args = lql.Args(langevin_steps=3)  # a small graph: fast to compile
     torch.manual_seed(0)
     n = 16
-    batch = (torch.randn(n, 4), torch.rand(n, 2) * 2 - 1, torch.rand(n), torch.randn(n, 4), (torch.rand(n) < 0.2).float())
+    batch = tuple(
+        t.to(device)
+        for t in (torch.randn(n, 4), torch.rand(n, 2) * 2 - 1, torch.rand(n), torch.randn(n, 4), (torch.rand(n) < 0.2).float())
+    )
     results = []
     for update, act in (
         (lql.td_update, lql.sample_actions),
         (torch.compile(lql.td_update, dynamic=False), torch.compile(lql.sample_actions, dynamic=False)),
     ):
         torch.manual_seed(0)
-        qf = lql.CriticEnsemble(obs_dim=4, act_dim=2)
+        qf = lql.CriticEnsemble(obs_dim=4, act_dim=2).to(device)
         qf_target = copy.deepcopy(qf).requires_grad_(False)
         optimizer = torch.optim.Adam(qf.parameters(), lr=1e-3)
         torch.manual_seed(1)
@@ -206,12 +212,14 @@ def short_run_args(**overrides):
     return lql.Args(**settings)
 
 
-def test_short_training_run_updates_the_critics_and_logs(in_tmp_dir):
-    args = short_run_args(save_model=True)
+@pytest.mark.parametrize("device", DEVICES)
+def test_short_training_run_updates_the_critics_and_logs(in_tmp_dir, device):
+    args = short_run_args(save_model=True, cuda=device == "cuda")
     torch.manual_seed(args.seed)
     initial = lql.CriticEnsemble(4, 1)  # train() seeds torch, then builds its critic first: the same initial weights
     qf, run_dir = lql.train(args)
-    changed = [not torch.equal(p, p0) for p, p0 in zip(qf.parameters(), initial.parameters(), strict=True)]
+    assert all(p.device.type == device for p in qf.parameters())
+    changed = [not torch.equal(p.cpu(), p0) for p, p0 in zip(qf.parameters(), initial.parameters(), strict=True)]
     assert all(changed)  # every layer received gradient updates
     scalars = read_scalars(run_dir)
     for key in ["charts/episodic_return", "charts/episodic_length", "charts/SPS", "eval/episodic_return"] + [
@@ -221,11 +229,12 @@ def test_short_training_run_updates_the_critics_and_logs(in_tmp_dir):
     assert len(scalars["losses/qf1_loss"]) == (240 - 120) // 2 // 10  # one update per vector step, logged every 10
     assert [step for step, _ in scalars["eval/episodic_return"]] == [200, 240]  # periodic, then the final one
     assert {"sampler/action_std", "sampler/grad_norm", "sampler/clip_fraction"} <= set(scalars)
-    saved = torch.load(f"{run_dir}/{args.exp_name}.cleanrl_model")
+    assert all(math.isfinite(value) for _, value in scalars["losses/qf1_loss"] + scalars["eval/episodic_return"])
+    saved = torch.load(f"{run_dir}/{args.exp_name}.cleanrl_model", map_location="cpu")  # a GPU run's model loads anywhere
     assert saved["args"]["env_id"] == "InvertedPendulum-v4"
     reloaded = lql.CriticEnsemble(4, 1)
     reloaded.load_state_dict(saved["qf"])
-    assert all(torch.equal(a, b) for a, b in zip(reloaded.parameters(), qf.parameters(), strict=True))
+    assert all(torch.equal(a, b.cpu()) for a, b in zip(reloaded.parameters(), qf.parameters(), strict=True))
 
 
 def test_same_seed_gives_the_same_numbers_on_cpu(in_tmp_dir):

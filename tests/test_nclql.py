@@ -7,7 +7,7 @@ import sys
 
 import pytest
 import torch
-from conftest import ROOT, read_scalars
+from conftest import DEVICES, ROOT, read_scalars
 
 import lql_continuous_action as lql
 import nclql_continuous_action as nclql
@@ -134,7 +134,8 @@ def test_critic_gradient_matches_autograd_at_every_level_and_particles_pick_the_
     assert all(p.grad is None for p in qf.parameters())
 
 
-def test_compiled_update_and_sampler_give_the_same_numbers_as_eager():
+@pytest.mark.parametrize("device", DEVICES)
+def test_compiled_update_and_sampler_give_the_same_numbers_as_eager(device):
     """--compile must not change results: two updates from the same state and seed, eager vs torch.compile'd."""
     import copy
 
@@ -143,14 +144,17 @@ def test_compiled_update_and_sampler_give_the_same_numbers_as_eager():
     sigmas = nclql.noise_levels(args.sigma_max, args.sigma_min, args.num_levels)
     torch.manual_seed(0)
     n = 16
-    batch = (torch.randn(n, 4), torch.rand(n, 2) * 2 - 1, torch.rand(n), torch.randn(n, 4), (torch.rand(n) < 0.2).float())
+    batch = tuple(
+        t.to(device)
+        for t in (torch.randn(n, 4), torch.rand(n, 2) * 2 - 1, torch.rand(n), torch.randn(n, 4), (torch.rand(n) < 0.2).float())
+    )
     results = []
     for update, act in (
         (nclql.nclql_update, nclql.sample_actions),
         (torch.compile(nclql.nclql_update, dynamic=False), torch.compile(nclql.sample_actions, dynamic=False)),
     ):
         torch.manual_seed(0)
-        qf = nclql.CriticEnsemble(obs_dim=4, act_dim=2)
+        qf = nclql.CriticEnsemble(obs_dim=4, act_dim=2).to(device)
         qf_target = copy.deepcopy(qf).requires_grad_(False)
         optimizer = torch.optim.Adam(qf.parameters(), lr=1e-3)
         torch.manual_seed(1)
@@ -183,11 +187,14 @@ def short_run_args(**overrides):
     return nclql.Args(**settings)
 
 
-def test_short_training_run_updates_every_level_and_logs(in_tmp_dir):
-    args = short_run_args(save_model=True)
+@pytest.mark.parametrize("device", DEVICES)
+def test_short_training_run_updates_every_level_and_logs(in_tmp_dir, device):
+    args = short_run_args(save_model=True, cuda=device == "cuda")
     torch.manual_seed(args.seed)
     initial = nclql.CriticEnsemble(4, 1)
     qf, run_dir = nclql.train(args)
+    assert all(p.device.type == device for p in qf.parameters())
+    qf = qf.cpu()
     assert all(not torch.equal(p, p0) for p, p0 in zip(qf.parameters(), initial.parameters(), strict=True))
     obs, actions = torch.randn(8, 4), torch.rand(8, 1) * 2 - 1
     with torch.no_grad():
@@ -199,9 +206,9 @@ def test_short_training_run_updates_every_level_and_logs(in_tmp_dir):
         assert key in scalars, key
     for key in [f"losses/qf{i}_{kind}" for i in (1, 2) for kind in ("loss", "values")]:
         assert len(scalars[key]) == (240 - 120) // 2 // 10, key
-    assert all(value > 0 for _, value in scalars["losses/nc_loss"])
+    assert all(value > 0 and math.isfinite(value) for _, value in scalars["losses/nc_loss"])
     assert [step for step, _ in scalars["eval/episodic_return"]] == [200, 240]  # periodic, then the final one
-    saved = torch.load(f"{run_dir}/{args.exp_name}.cleanrl_model")
+    saved = torch.load(f"{run_dir}/{args.exp_name}.cleanrl_model", map_location="cpu")
     assert saved["args"]["num_levels"] == 4 and set(saved) >= {"qf", "qf_target", "args"}
 
 
