@@ -25,6 +25,16 @@ Slurm job alike), and writes into DIR:
     `--w` (the Markdown table shows the column only when some row tuned w);
   - critic params: parameters of the online critic ensemble (both critics), without the target copies and the
     optimizer state, counted by building the script's `CriticEnsemble` for the environment's sizes.
+- in `results.md`, when some cells tuned w (`--autotune-w`) and others of the same algorithm ran fixed values of `--w`
+  (a temperature grid): one row per (environment, tuned cell) against the fixed-w cell with the best mean final return
+  there, and against the one with the best curve mean (the question "does one tuned setting match the best hand-tuned
+  w of each environment?"):
+  - difference of means, tuned minus best fixed, with a 95% percentile-bootstrap interval (the seeds of each cell
+    resampled independently, 2000 resamples, RNG seed 0);
+  - probability of improvement, as rliable for one task: P(X > Y) + P(X = Y) / 2 over every pair of a tuned seed X and
+    a fixed seed Y (0.5: neither ahead);
+  - the best fixed cell is picked by its own sample mean, which favours it (the winner's curse of a grid): with few
+    seeds a tuned cell that truly matches the best w comes out slightly behind on average.
 - `learning_curves.png`: evaluation return against env steps, one panel per environment, the mean over seeds with a
   band of ± one std (seeds interpolated onto the union of their evaluation steps inside their common range).
 """
@@ -106,6 +116,26 @@ def bootstrap_ci(x, resamples=BOOTSTRAP_RESAMPLES, level=0.95, seed=0) -> tuple[
     tail = (1 - level) / 2 * 100
     low, high = np.percentile(stats, [tail, 100 - tail])
     return float(low), float(high)
+
+
+def difference_ci(x, y, resamples=BOOTSTRAP_RESAMPLES, level=0.95, seed=0) -> tuple[float, float]:
+    """Percentile bootstrap interval of mean(x) - mean(y), the seeds of x and of y resampled independently, with
+    replacement (a fixed RNG: same data, same interval)."""
+    rng = np.random.default_rng(seed)
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    differences = x[rng.integers(0, len(x), (resamples, len(x)))].mean(1) - y[
+        rng.integers(0, len(y), (resamples, len(y)))
+    ].mean(1)
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(differences, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def probability_of_improvement(x, y) -> float:
+    """rliable's probability of improvement on one task: P(X > Y) + P(X = Y) / 2 over all pairs of a value of x and
+    one of y (the Mann-Whitney U statistic divided by the number of pairs)."""
+    x, y = np.asarray(x, dtype=np.float64)[:, None], np.asarray(y, dtype=np.float64)[None, :]
+    return float(((x > y) + 0.5 * (x == y)).mean())
 
 
 def load_scalars(event_dir) -> dict[str, list[tuple[int, float, float]]]:
@@ -229,6 +259,71 @@ def summarize(results: list[RunResult]) -> list[dict]:
     return rows
 
 
+def tuned_against_fixed(results: list[RunResult]) -> list[dict]:
+    """One row per (environment, cell that tuned w): its final return and curve mean against the fixed-w cells of the
+    same algorithm (the label before the first '-': `nclql-w0.02` and `nclql-autotune` are both nclql) in that
+    environment, each metric against the cell that is best at it. Empty when no such pair exists."""
+    groups = {}
+    for r in results:
+        groups.setdefault((r.env_id, r.algo), []).append(r)
+    tuned = {key: g for key, g in groups.items() if all(not math.isnan(r.final_w) for r in g)}
+    fixed = {key: g for key, g in groups.items() if all(math.isnan(r.final_w) for r in g)}
+    rows = []
+    for (env_id, algo), group in sorted(tuned.items()):
+        rivals = {a: g for (e, a), g in fixed.items() if e == env_id and a.split("-")[0] == algo.split("-")[0]}
+        if not rivals:
+            continue
+        row = {"env": env_id, "tuned": algo, "seeds": len(group)}
+        for metric in ("final_return", "curve_mean"):
+            values = {a: [getattr(r, metric) for r in g] for a, g in rivals.items()}
+            best = max(values, key=lambda a: np.mean(values[a]))
+            mine = [getattr(r, metric) for r in group]
+            row[metric] = {
+                "best_fixed": best,
+                "best_fixed_seeds": len(values[best]),
+                "tuned_mean": float(np.mean(mine)),
+                "best_fixed_mean": float(np.mean(values[best])),
+                "difference": float(np.mean(mine) - np.mean(values[best])),
+                "ci": difference_ci(mine, values[best]),
+                "p_improvement": probability_of_improvement(mine, values[best]),
+            }
+        rows.append(row)
+    return rows
+
+
+def comparison_table(rows: list[dict]) -> str:
+    """The Markdown section of `tuned_against_fixed`'s rows ('' when there are none)."""
+    if not rows:
+        return ""
+
+    def cell(c):
+        return (
+            f"{_fmt(c['tuned_mean'])} vs {_fmt(c['best_fixed_mean'])} ({c['best_fixed']}, {c['best_fixed_seeds']}) | "
+            f"{c['difference']:+,.1f} [{c['ci'][0]:+,.1f}, {c['ci'][1]:+,.1f}] | {c['p_improvement']:.2f}"
+        )
+
+    lines = [
+        "",
+        "## Tuned w against the best fixed w of each environment",
+        "",
+        "| env | tuned | seeds | final return: tuned vs best fixed (cell, seeds) | difference [95% CI] | P(tuned > fixed) "
+        "| curve mean: tuned vs best fixed (cell, seeds) | difference [95% CI] | P(tuned > fixed) |",
+        "|-|-|-|-|-|-|-|-|-|",
+    ]
+    for r in rows:
+        lines.append(f"| {r['env']} | {r['tuned']} | {r['seeds']} | {cell(r['final_return'])} | {cell(r['curve_mean'])} |")
+    lines += [
+        "",
+        "- Best fixed: the fixed-`--w` cell of the same algorithm with the highest mean of that metric in that environment, "
+        "picked by its own sample mean (which favours it: a tuned cell that truly matches it comes out slightly behind).",
+        f"- Difference: tuned mean minus best fixed mean; 95% CI: percentile bootstrap, the seeds of each cell resampled "
+        f"independently, {BOOTSTRAP_RESAMPLES} resamples, RNG seed 0.",
+        "- P(tuned > fixed): over every pair of a tuned seed and a fixed seed, the share where the tuned one is higher "
+        "(ties count half), rliable's probability of improvement: 0.5 when neither is ahead.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def learning_curves(results: list[RunResult]) -> dict[str, dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, int]]]:
     """{env: {algo: (steps, mean, std, n_seeds)}}: seeds interpolated onto the union of their evaluation steps inside
     the range they all cover (the identity when they share their steps); std is ddof 1, zero with one seed."""
@@ -341,7 +436,7 @@ def aggregate(out) -> list[dict]:
         writer.writeheader()
         for row in rows:
             writer.writerow({k: "" if v is None or (isinstance(v, float) and math.isnan(v)) else v for k, v in row.items()})
-    table = markdown_table(rows, left_out)
+    table = markdown_table(rows, left_out) + comparison_table(tuned_against_fixed(results))
     (out / "results.md").write_text(table)
     plot_curves(learning_curves(results), out / "learning_curves.png")
     print(table)

@@ -440,3 +440,54 @@ def test_a_resumed_run_keeps_what_its_checkpoint_had_and_its_wall_time_leaves_ou
     (result,) = aggregate.find_runs(tmp_path)[0]
     assert result.steps.tolist() == [1000, 2000, 3000, 4000] and result.returns.tolist() == [10.0, 20.0, 30.0, 40.0]
     assert result.wall_time_s == pytest.approx(200.0 + 50.0) and result.total_steps == 4000
+
+
+def test_difference_interval_and_probability_of_improvement_have_their_defining_values():
+    assert aggregate.probability_of_improvement([2.0, 3.0], [1.0, 2.0]) == 0.875  # pairs: 1, 0.5 (tie), 1, 1
+    assert aggregate.probability_of_improvement([1.0], [1.0]) == 0.5  # neither ahead
+    assert aggregate.difference_ci([5.0, 5.0], [3.0]) == (2.0, 2.0)  # no spread: a degenerate interval
+    low, high = aggregate.difference_ci([10.0, 20.0, 30.0], [0.0, 1.0, 2.0])
+    # each resampled mean lies in [10, 30] and [0, 2]; 1/27 of the resamples of the first are all 10 (> 2.5%)
+    assert 8.0 <= low < 19.0 < high <= 30.0 and (low, high) == aggregate.difference_ci([10.0, 20.0, 30.0], [0.0, 1.0, 2.0])
+
+
+def test_tuned_cells_are_compared_with_the_best_fixed_w_of_their_algorithm_in_each_environment(tmp_path):
+    def cell(algo, finals, first=0.0, tuned=False):
+        for seed, final in enumerate(finals, start=1):
+            write_run(
+                tmp_path,
+                algo,
+                "Hopper-v4",
+                seed,
+                [(2500, first), (5000, final)],
+                wall_time=50.0,
+                tuned_w=[(4000, 0.01)] if tuned else (),
+            )
+
+    cell("nclql-w0.1", [100.0, 200.0, 300.0], first=400.0)  # the best curve mean (300 vs 250), not the best final return
+    cell("nclql-w0.5", [400.0, 500.0, 600.0])  # the best final return (500)
+    cell("nclql-auto", [450.0, 550.0, 650.0], tuned=True)
+    cell("lql-w9", [9000.0, 9000.0, 9000.0])  # another algorithm: never the rival of an NC-LQL cell
+    (row,) = aggregate.tuned_against_fixed(aggregate.find_runs(tmp_path)[0])
+    final, curve = row["final_return"], row["curve_mean"]
+    assert (row["env"], row["tuned"], row["seeds"]) == ("Hopper-v4", "nclql-auto", 3)
+    assert (final["best_fixed"], final["tuned_mean"], final["best_fixed_mean"], final["difference"]) == (
+        "nclql-w0.5",
+        550.0,
+        500.0,
+        50.0,
+    )
+    assert final["p_improvement"] == pytest.approx(6 / 9)  # 450 beats 400; 550 beats 400, 500; 650 beats all three
+    assert final["ci"] == aggregate.difference_ci([450.0, 550.0, 650.0], [400.0, 500.0, 600.0])
+    assert (curve["best_fixed"], curve["best_fixed_mean"], curve["difference"]) == ("nclql-w0.1", 300.0, -25.0)
+    markdown = tmp_path / "results.md"
+    aggregate.aggregate(tmp_path)
+    lines = markdown.read_text().splitlines()
+    assert "## Tuned w against the best fixed w of each environment" in lines
+    assert "| Hopper-v4 | nclql-auto | 3 | 550.0 vs 500.0 (nclql-w0.5, 3) | +50.0 [" in "\n".join(lines)
+    assert not any(line.startswith("| Hopper-v4 | lql") for line in lines if "vs" in line)
+
+
+def test_no_comparison_section_without_both_tuned_and_fixed_cells(results):
+    out, _ = results
+    assert "Tuned w against" not in (out / "results.md").read_text()  # fixed cells only
