@@ -115,6 +115,8 @@ def main(args: Args):
     torch._inductor.config.fallback_random = True  # as the scripts' --compile: eager's random draws
     if args.cuda and not torch.cuda.is_available():
         raise SystemExit("error: --cuda was given but torch sees no CUDA device")
+    if args.env_id not in ENV_DIMS:
+        raise SystemExit(f"error: --env-id {args.env_id} has no known sizes here; one of: {', '.join(ENV_DIMS)}")
     device = torch.device("cuda" if args.cuda else "cpu")
     obs_dim, act_dim = ENV_DIMS[args.env_id]
     torch.manual_seed(0)

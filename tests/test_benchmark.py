@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 import pytest
+import torch
 from torch.utils.tensorboard import SummaryWriter
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -274,6 +275,24 @@ def test_benchmark_sh_refuses_bad_input_without_a_traceback(tmp_path):
         proc = subprocess.run(["bash", os.path.join(ROOT, "benchmark.sh"), *argv], capture_output=True, text=True)
         assert proc.returncode != 0, argv
         assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1, proc.stderr
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--env-id", "NoSuchEnv-v0"], "error: --env-id NoSuchEnv-v0 has no known sizes here"),
+        pytest.param(
+            ["--cuda"],
+            "error: --cuda was given but torch sees no CUDA device",
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is here: --cuda is valid"),
+        ),
+    ],
+)
+def test_speed_benchmark_refuses_bad_input_with_one_line(argv, message):
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmarks", "speed.py"), *argv], capture_output=True, text=True
+    )
+    assert proc.returncode == 1 and proc.stderr.startswith(message) and proc.stderr.count("\n") == 1, proc.stderr
 
 
 def test_benchmark_sh_without_the_requirements_says_how_to_install_them(tmp_path):
