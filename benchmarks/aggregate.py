@@ -1,6 +1,7 @@
 """Results table and learning curves of a learning benchmark (`./benchmark.sh learn`), from its TensorBoard logs.
 
     ./benchmark.sh aggregate benchmark_results/quick        (or: python benchmarks/aggregate.py DIR)
+    ./benchmark.sh aggregate DIR --select-seeds 1,2,3,4,5     (also: tuned against fixed w on held-out seeds)
 
 Reads every finished run, `DIR/{algo}/{env}/seed{k}/` with a `DONE` marker (written by the local runner and by the
 Slurm job alike), and writes into DIR:
@@ -34,7 +35,9 @@ Slurm job alike), and writes into DIR:
   - probability of improvement, as rliable for one task: P(X > Y) + P(X = Y) / 2 over every pair of a tuned seed X and
     a fixed seed Y (0.5: neither ahead);
   - the best fixed cell is picked by its own sample mean, which favours it (the winner's curse of a grid): with few
-    seeds a tuned cell that truly matches the best w comes out slightly behind on average.
+    seeds a tuned cell that truly matches the best w comes out slightly behind on average;
+  - with `--select-seeds 1,2,3`, a second section without that bias: the best fixed cell is picked on those seeds and
+    both cells are compared on the other seeds (held out), as one would tune w by hand on some seeds and report others.
 - `learning_curves.png`: evaluation return against env steps, one panel per environment, the mean over seeds with a
   band of ± one std (seeds interpolated onto the union of their evaluation steps inside their common range).
 """
@@ -259,10 +262,15 @@ def summarize(results: list[RunResult]) -> list[dict]:
     return rows
 
 
-def tuned_against_fixed(results: list[RunResult]) -> list[dict]:
+def tuned_against_fixed(results: list[RunResult], select_seeds=None) -> list[dict]:
     """One row per (environment, cell that tuned w): its final return and curve mean against the fixed-w cells of the
     same algorithm (the label before the first '-': `nclql-w0.02` and `nclql-autotune` are both nclql) in that
-    environment, each metric against the cell that is best at it. Empty when no such pair exists."""
+    environment, each metric against the cell that is best at it. Empty when no such pair exists.
+
+    With `select_seeds` (a set of seeds) the best fixed cell is picked by its mean over those seeds only, and both
+    cells are then compared over the other seeds (held out): a choice of w that does not see the seeds it is judged
+    on, so the grid's winner's curse does not favour it. Fixed cells without held-out seeds are no candidates (they
+    could not be judged); a tuned cell without held-out seeds gets no row."""
     groups = {}
     for r in results:
         groups.setdefault((r.env_id, r.algo), []).append(r)
@@ -273,28 +281,56 @@ def tuned_against_fixed(results: list[RunResult]) -> list[dict]:
         rivals = {a: g for (e, a), g in fixed.items() if e == env_id and a.split("-")[0] == algo.split("-")[0]}
         if not rivals:
             continue
+        # the seeds that pick the best fixed cell, and the seeds both sides are judged on (the same without select_seeds)
+        picking = rivals
+        if select_seeds is not None:
+            held_out = {a: [r for r in g if r.seed not in select_seeds] for a, g in rivals.items()}
+            # a cell without held-out seeds cannot be judged, so it is no candidate
+            picking = {a: [r for r in g if r.seed in select_seeds] for a, g in rivals.items() if held_out[a]}
+            rivals = held_out
+            group = [r for r in group if r.seed not in select_seeds]
         row = {"env": env_id, "tuned": algo, "seeds": len(group)}
         for metric in ("final_return", "curve_mean"):
-            values = {a: [getattr(r, metric) for r in g] for a, g in rivals.items()}
-            best = max(values, key=lambda a: np.mean(values[a]))
+            picked_means = {a: np.mean([getattr(r, metric) for r in g]) for a, g in picking.items() if g}
+            best = max(picked_means, key=picked_means.get) if picked_means else None
+            if best is None or not group or not rivals[best]:
+                break  # nothing to pick with, or nothing held out to judge on
             mine = [getattr(r, metric) for r in group]
+            theirs = [getattr(r, metric) for r in rivals[best]]
             row[metric] = {
                 "best_fixed": best,
-                "best_fixed_seeds": len(values[best]),
+                "best_fixed_seeds": len(theirs),
                 "tuned_mean": float(np.mean(mine)),
-                "best_fixed_mean": float(np.mean(values[best])),
-                "difference": float(np.mean(mine) - np.mean(values[best])),
-                "ci": difference_ci(mine, values[best]),
-                "p_improvement": probability_of_improvement(mine, values[best]),
+                "best_fixed_mean": float(np.mean(theirs)),
+                "difference": float(np.mean(mine) - np.mean(theirs)),
+                "ci": difference_ci(mine, theirs),
+                "p_improvement": probability_of_improvement(mine, theirs),
             }
-        rows.append(row)
+        else:
+            rows.append(row)
     return rows
 
 
-def comparison_table(rows: list[dict]) -> str:
-    """The Markdown section of `tuned_against_fixed`'s rows ('' when there are none)."""
+def comparison_table(rows: list[dict], select_seeds=None) -> str:
+    """The Markdown section of `tuned_against_fixed`'s rows ('' when there are none); `select_seeds` as given to it."""
     if not rows:
         return ""
+    if select_seeds is None:
+        title = "## Tuned w against the best fixed w of each environment"
+        best_note = (
+            "- Best fixed: the fixed-`--w` cell of the same algorithm with the highest mean of that metric in that "
+            "environment, picked by its own sample mean (which favours it: a tuned cell that truly matches it comes out "
+            "slightly behind)."
+        )
+    else:
+        selection = ", ".join(str(s) for s in sorted(select_seeds))
+        title = f"## Tuned w against the best fixed w of each environment, picked on seeds {selection}, compared on the others"
+        best_note = (
+            f"- Best fixed: the fixed-`--w` cell of the same algorithm with the highest mean of that metric in that "
+            f"environment over seeds {selection} (the selection); both cells are then compared over their other seeds "
+            "only (held out), so the choice of w does not see the seeds it is judged on. Candidates: the fixed cells "
+            "with held-out seeds. Seeds: the held-out ones."
+        )
 
     def cell(c):
         return (
@@ -304,7 +340,7 @@ def comparison_table(rows: list[dict]) -> str:
 
     lines = [
         "",
-        "## Tuned w against the best fixed w of each environment",
+        title,
         "",
         "| env | tuned | seeds | final return: tuned vs best fixed (cell, seeds) | difference [95% CI] | P(tuned > fixed) "
         "| curve mean: tuned vs best fixed (cell, seeds) | difference [95% CI] | P(tuned > fixed) |",
@@ -314,8 +350,7 @@ def comparison_table(rows: list[dict]) -> str:
         lines.append(f"| {r['env']} | {r['tuned']} | {r['seeds']} | {cell(r['final_return'])} | {cell(r['curve_mean'])} |")
     lines += [
         "",
-        "- Best fixed: the fixed-`--w` cell of the same algorithm with the highest mean of that metric in that environment, "
-        "picked by its own sample mean (which favours it: a tuned cell that truly matches it comes out slightly behind).",
+        best_note,
         f"- Difference: tuned mean minus best fixed mean; 95% CI: percentile bootstrap, the seeds of each cell resampled "
         f"independently, {BOOTSTRAP_RESAMPLES} resamples, RNG seed 0.",
         "- P(tuned > fixed): over every pair of a tuned seed and a fixed seed, the share where the tuned one is higher "
@@ -419,8 +454,9 @@ def markdown_table(rows: list[dict], left_out: list[str]) -> str:
     return "\n".join(["# Learning benchmark", "", *lines, *notes]) + "\n"
 
 
-def aggregate(out) -> list[dict]:
-    """Writes results.csv, results.md and learning_curves.png into out; returns the table's rows."""
+def aggregate(out, select_seeds=None) -> list[dict]:
+    """Writes results.csv, results.md and learning_curves.png into out; returns the table's rows. With `select_seeds`,
+    results.md also compares tuned and fixed w on held-out seeds (see `tuned_against_fixed`)."""
     out = Path(out)
     if not out.is_dir():
         raise SystemExit(f"error: {out} is not a directory")
@@ -437,6 +473,8 @@ def aggregate(out) -> list[dict]:
         for row in rows:
             writer.writerow({k: "" if v is None or (isinstance(v, float) and math.isnan(v)) else v for k, v in row.items()})
     table = markdown_table(rows, left_out) + comparison_table(tuned_against_fixed(results))
+    if select_seeds is not None:
+        table += comparison_table(tuned_against_fixed(results, select_seeds), select_seeds)
     (out / "results.md").write_text(table)
     plot_curves(learning_curves(results), out / "learning_curves.png")
     print(table)
@@ -452,8 +490,20 @@ class _Parser(argparse.ArgumentParser):
 def main(argv=None) -> int:
     parser = _Parser(description="Results table (CSV, Markdown) and learning-curve PNG of a learning benchmark.")
     parser.add_argument("out", help="the benchmark's output directory (the learn mode's --out)")
+    parser.add_argument(
+        "--select-seeds",
+        metavar="SEEDS",
+        help="comma-separated seeds: also compare tuned and fixed w with the best fixed w picked on these seeds and "
+        "both judged on the other seeds (held out)",
+    )
     args = parser.parse_args(argv)
-    aggregate(args.out)
+    select_seeds = None
+    if args.select_seeds is not None:
+        try:
+            select_seeds = {int(s) for s in args.select_seeds.split(",")}
+        except ValueError:
+            raise SystemExit(f"error: --select-seeds must be comma-separated integers, got {args.select_seeds!r}") from None
+    aggregate(args.out, select_seeds)
     return 0
 
 

@@ -510,3 +510,34 @@ def test_tuned_cells_are_compared_with_the_best_fixed_w_of_their_algorithm_in_ea
 def test_no_comparison_section_without_both_tuned_and_fixed_cells(results):
     out, _ = results
     assert "Tuned w against" not in (out / "results.md").read_text()  # fixed cells only
+
+
+def test_held_out_comparison_picks_the_best_fixed_w_on_the_selection_seeds_and_judges_on_the_others(tmp_path):
+    def cell(algo, finals, tuned=False):
+        for seed, final in enumerate(finals, start=1):
+            evals = [(2500, 0.0), (5000, final)]
+            write_run(tmp_path, algo, "Hopper-v4", seed, evals, wall_time=50.0, tuned_w=[(4000, 0.01)] if tuned else ())
+
+    cell("nclql-w0.1", [900.0, 900.0, 100.0, 200.0])  # best on seeds 1-2 (the selection), poor on 3-4
+    cell("nclql-w0.5", [500.0, 500.0, 600.0, 700.0])  # better than w0.1 over all four seeds (575 vs 525)
+    cell("nclql-auto", [0.0, 0.0, 300.0, 400.0], tuned=True)
+    write_run(tmp_path, "nclql-w0.9", "Hopper-v4", 1, [(2500, 0.0), (5000, 9e3)], wall_time=50.0)  # no held-out seed
+    results = aggregate.find_runs(tmp_path)[0]
+    (pooled,) = aggregate.tuned_against_fixed(results)
+    assert pooled["final_return"]["best_fixed"] == "nclql-w0.9" and pooled["seeds"] == 4
+    (held_out,) = aggregate.tuned_against_fixed(results, select_seeds={1, 2})
+    final = held_out["final_return"]
+    assert held_out["seeds"] == 2 and (final["best_fixed"], final["best_fixed_seeds"]) == ("nclql-w0.1", 2)
+    assert (final["tuned_mean"], final["best_fixed_mean"], final["difference"]) == (350.0, 150.0, 200.0)
+    assert final["p_improvement"] == 1.0 and final["ci"] == aggregate.difference_ci([300.0, 400.0], [100.0, 200.0])
+    assert aggregate.tuned_against_fixed(results, select_seeds={1, 2, 3, 4}) == []  # nothing held out to judge on
+    assert aggregate.main([str(tmp_path), "--select-seeds", "1,2"]) == 0
+    text = (tmp_path / "results.md").read_text()
+    assert "## Tuned w against the best fixed w of each environment\n" in text  # the pooled section stays
+    assert "picked on seeds 1, 2, compared on the others" in text
+    assert "| Hopper-v4 | nclql-auto | 2 | 350.0 vs 150.0 (nclql-w0.1, 2) | +200.0 [" in text
+
+
+def test_select_seeds_must_be_integers(tmp_path):
+    with pytest.raises(SystemExit, match=r"--select-seeds must be comma-separated integers, got '1,x'"):
+        aggregate.main([str(tmp_path), "--select-seeds", "1,x"])
