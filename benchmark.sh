@@ -8,8 +8,8 @@
 #                         [--workers N] [--slurm] [-- script args]          seeds, then the table and plot (see
 #                                                                           benchmarks/learning.py and docs/benchmarking.md)
 #   ./benchmark.sh aggregate DIR                                            results.csv, results.md, learning_curves.png
-#   ./benchmark.sh aggregate DIR --select-seeds 1,2,3                       ... and tuned vs fixed w on held-out seeds
 #                                                                           of a learn run's output directory
+#   ./benchmark.sh aggregate DIR --select-seeds 1,2,3                       ... and tuned vs fixed w on held-out seeds
 set -euo pipefail
 cd "$(dirname "$0")"
 mode=${1:-}
