@@ -289,12 +289,13 @@ def tuned_against_fixed(results: list[RunResult], select_seeds=None) -> list[dic
             picking = {a: [r for r in g if r.seed in select_seeds] for a, g in rivals.items() if held_out[a]}
             rivals = held_out
             group = [r for r in group if r.seed not in select_seeds]
+        picking = {a: g for a, g in picking.items() if g}
+        if not group or not picking:
+            continue  # nothing held out to judge on, or nothing to pick with
         row = {"env": env_id, "tuned": algo, "seeds": len(group)}
         for metric in ("final_return", "curve_mean"):
-            picked_means = {a: np.mean([getattr(r, metric) for r in g]) for a, g in picking.items() if g}
-            best = max(picked_means, key=picked_means.get) if picked_means else None
-            if best is None or not group or not rivals[best]:
-                break  # nothing to pick with, or nothing held out to judge on
+            picked_means = {a: np.mean([getattr(r, metric) for r in g]) for a, g in picking.items()}
+            best = max(picked_means, key=picked_means.get)
             mine = [getattr(r, metric) for r in group]
             theirs = [getattr(r, metric) for r in rivals[best]]
             row[metric] = {
@@ -306,8 +307,7 @@ def tuned_against_fixed(results: list[RunResult], select_seeds=None) -> list[dic
                 "ci": difference_ci(mine, theirs),
                 "p_improvement": probability_of_improvement(mine, theirs),
             }
-        else:
-            rows.append(row)
+        rows.append(row)
     return rows
 
 
