@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks (never tests): measured numbers for the README.
 #   ./benchmark.sh speed  [--env-id Hopper-v4] [--compile] [--threads N]   one iteration split into parts, the compute
-#                         [--cuda]                                          floor and a SAC update as yardstick (--cuda:
+#                         [--cuda [--cudagraphs]]                           floor and a SAC update as yardstick (--cuda:
 #                                                                           on the GPU, each timing waits for it)
 #   ./benchmark.sh bandit [args of benchmarks/bandit_2d.py]                 the paper's 2-D multimodal bandit (PNG + table)
 #   ./benchmark.sh learn  [--preset quick|paper] [--envs ..] [--seeds ..]   learning curves of both scripts over envs and

@@ -71,6 +71,8 @@ class Args:
     """if toggled, records videos of the first training environment under `videos/{run_name}`"""
     compile: bool = False
     """if toggled, compiles the whole update and the acting sampler with torch.compile (same numbers, about 2x faster)"""
+    cudagraphs: bool = False
+    """if toggled (with --cuda), replays the update and the acting sampler from CUDA graphs (same numbers, fewer launches)"""
     save_model: bool = False
     """if toggled, saves the critics and the Args to `runs/{run_name}/{exp_name}.cleanrl_model` at the end"""
 
@@ -184,6 +186,8 @@ def check_args(args: Args) -> None:
         problems.append("--resume (continue training) and --eval-checkpoint (evaluate only) exclude each other")
     if args.cuda and not torch.cuda.is_available():
         problems.append("--cuda was given but torch sees no CUDA device")
+    if args.cudagraphs and not args.cuda:
+        problems.append("--cudagraphs needs --cuda (CUDA graphs run on a GPU only)")
     if args.capture_video:
         try:
             import moviepy  # noqa: F401  (gymnasium's RecordVideo writes with it)
@@ -467,7 +471,9 @@ def noise_conditioning_loss(qf, obs, actions, sigmas):
     clean_level = len(sigmas) - 1
     clean = torch.full((1,), clean_level, dtype=torch.long, device=obs.device)
     levels = torch.randint(0, clean_level, (obs.shape[0],), device=obs.device)
-    perturbed = actions + sigmas.to(device=obs.device, dtype=actions.dtype)[levels, None] * torch.randn_like(actions)
+    # the ladder on the device by fill kernels: a host-to-device copy would break CUDA-graph capture (--cudagraphs)
+    level_sigmas = torch.stack([torch.full((), s, dtype=actions.dtype, device=obs.device) for s in sigmas.tolist()])
+    perturbed = actions + level_sigmas[levels, None] * torch.randn_like(actions)
     with torch.no_grad():
         smoothed_target = qf(obs, actions, clean).mean(0)
     return ((qf(obs, perturbed, levels) - smoothed_target) ** 2).mean(1).sum()
@@ -531,6 +537,49 @@ def evaluate(qf, env_id, n_episodes, seed, sigmas, args, device, act=sample_acti
     return returns
 
 
+class CudaGraphed:
+    """--cudagraphs: `fn` replayed from CUDA graphs. A graph records every kernel of one call and replays them with one
+    launch: on a GPU these small networks are bound by Python and launch overhead (an update is hundreds of small
+    kernels), not by the maths. One graph per signature: the shapes of the CUDA tensors among the arguments (one level
+    into tuples, as the batch) and the identity of every other argument (modules, Args, host tensors), which the graph
+    bakes in; they may change only in place (parameters, Adam's state). A call copies its CUDA tensors into the graph's
+    inputs, replays, and returns copies of the outputs. The first `warmup_calls` calls of a signature run eagerly on a side
+    stream, as capture requires (Adam allocates its state there). Random draws inside a graph use the CUDA
+    generator's graph-safe offsets, so a replay gives the numbers an eager call would (tested)."""
+
+    def __init__(self, fn, warmup_calls=3):
+        self.fn, self.warmup_calls = fn, warmup_calls
+        self.calls, self.graphs = {}, {}
+
+    @staticmethod
+    def cuda_tensors(args):
+        return [x for a in args for x in (a if isinstance(a, tuple) else (a,)) if isinstance(x, torch.Tensor) and x.is_cuda]
+
+    def __call__(self, *args):
+        flat_args = [x for a in args for x in (a if isinstance(a, tuple) else (a,))]
+        key = tuple((x.shape, x.dtype) if isinstance(x, torch.Tensor) and x.is_cuda else id(x) for x in flat_args)
+        self.calls[key] = self.calls.get(key, 0) + 1
+        if self.calls[key] <= self.warmup_calls:
+            side_stream = torch.cuda.Stream()
+            side_stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side_stream):
+                outputs = self.fn(*args)
+            torch.cuda.current_stream().wait_stream(side_stream)
+            return outputs
+        if key not in self.graphs:  # capture: records the kernels without running them
+            copy_if_input = lambda x: x.clone() if isinstance(x, torch.Tensor) and x.is_cuda else x
+            static_args = tuple(tuple(map(copy_if_input, a)) if isinstance(a, tuple) else copy_if_input(a) for a in args)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                static_outputs = self.fn(*static_args)
+            self.graphs[key] = (graph, self.cuda_tensors(static_args), static_outputs)
+        graph, static_inputs, static_outputs = self.graphs[key]
+        for static_input, x in zip(static_inputs, self.cuda_tensors(args), strict=True):
+            static_input.copy_(x)
+        graph.replay()
+        return tuple(x.clone() for x in static_outputs) if isinstance(static_outputs, tuple) else static_outputs.clone()
+
+
 # Automatic temperature (--autotune-w): see the header for the principle.
 def gaussian_entropy(samples):
     """(S, M, d) samples of S laws -> (S,) entropies of the Gaussians with their covariances: an upper bound on each
@@ -577,7 +626,15 @@ def temperature_step(log_w, w_optimizer, entropy, target_entropy):
 
 
 # Checkpoints (resume, interruption): everything a run needs to continue exactly as if it had not stopped.
-RESUMABLE_CHANGES = {"resume", "eval_checkpoint", "total_timesteps", "checkpoint_frequency", "checkpoint_buffer", "compile"}
+RESUMABLE_CHANGES = {
+    "resume",
+    "eval_checkpoint",
+    "total_timesteps",
+    "checkpoint_frequency",
+    "checkpoint_buffer",
+    "compile",
+    "cudagraphs",
+}
 
 
 def env_layers(envs):
@@ -660,7 +717,7 @@ def evaluate_checkpoint(args: Args):
     """--eval-checkpoint: the saved critics, acting with the sampler settings they were trained with."""
     device = torch.device("cuda" if args.cuda else "cpu")
     checkpoint = load_checkpoint(args.eval_checkpoint, args, device)
-    eval_time_args = ("eval_checkpoint", "eval_episodes", "capture_video", "seed", "cuda", "compile")
+    eval_time_args = ("eval_checkpoint", "eval_episodes", "capture_video", "seed", "cuda", "compile", "cudagraphs")
     trained = {k: v for k, v in checkpoint["args"].items() if k in Args.__dataclass_fields__ and k not in eval_time_args}
     args = Args(**{**asdict(args), **trained, "w": checkpoint.get("w", trained["w"])})  # the tuned w, if tuned
     probe = gym.make(args.env_id)
@@ -669,6 +726,7 @@ def evaluate_checkpoint(args: Args):
     qf.load_state_dict(checkpoint["qf"])
     torch.manual_seed(args.seed)
     act = torch.compile(sample_actions, dynamic=False) if args.compile else sample_actions
+    act = CudaGraphed(act) if args.cudagraphs else act
     sigmas = noise_levels(args.sigma_max, args.sigma_min, args.num_levels)
     run_name = f"{args.env_id}__{args.exp_name}__eval__{int(time.time())}"
     returns = evaluate(
@@ -731,7 +789,10 @@ def train(args: Args):
         if args.compile:  # the whole update and the acting sampler, one graph per batch shape (no dynamic shapes)
             torch._inductor.config.fallback_random = True  # eager's random draws, hence eager's numbers
             update, act = torch.compile(nclql_update, dynamic=False), torch.compile(sample_actions, dynamic=False)
-        optimizer = torch.optim.Adam(qf.parameters(), lr=args.learning_rate)
+        if args.cudagraphs:  # after --compile: then the graphs replay the compiled kernels
+            update, act = CudaGraphed(update), CudaGraphed(act)
+        # capturable: Adam keeps its step count on the GPU, so that its step can live inside a CUDA graph
+        optimizer = torch.optim.Adam(qf.parameters(), lr=args.learning_rate, capturable=args.cudagraphs)
         log_w = torch.tensor(math.log(args.w), device=device, requires_grad=True)  # tuned only with --autotune-w
         w_optimizer = temperature_optimizer(log_w, act_dim, args.autotune_lr)
         sigmas = noise_levels(args.sigma_max, args.sigma_min, args.num_levels)  # on the host: step sizes are floats

@@ -1,9 +1,10 @@
 """Speed benchmark for NC-LQL (and LQL): one training iteration split into its parts, the compute floor, and a
 SAC-style update timed in the same process as a yardstick. Machines here are noisy: read the ratios.
 
-    python benchmarks/speed.py --env-id Hopper-v4 [--compile] [--threads 2] [--cuda]
+    python benchmarks/speed.py --env-id Hopper-v4 [--compile] [--threads 2] [--cuda [--cudagraphs]]
 """
 
+import copy
 import os
 import sys
 import time
@@ -43,6 +44,9 @@ class Args:
     """torch threads (0 = torch's default: every core)"""
     cuda: bool = False
     """time on the GPU, as the scripts' --cuda runs (each timing waits for the GPU to finish)"""
+    cudagraphs: bool = False
+    """also time the update and acting sampler replayed from CUDA graphs, as the scripts' --cudagraphs (with --compile:
+    the compiled ones too); needs --cuda"""
     repeats: int = 20
     """timed repetitions of each part (after warm-up)"""
 
@@ -115,6 +119,8 @@ def main(args: Args):
     torch._inductor.config.fallback_random = True  # as the scripts' --compile: eager's random draws
     if args.cuda and not torch.cuda.is_available():
         raise SystemExit("error: --cuda was given but torch sees no CUDA device")
+    if args.cudagraphs and not args.cuda:
+        raise SystemExit("error: --cudagraphs needs --cuda (CUDA graphs run on a GPU only)")
     if args.env_id not in ENV_DIMS:
         raise SystemExit(f"error: --env-id {args.env_id} has no known sizes here; one of: {', '.join(ENV_DIMS)}")
     device = torch.device("cuda" if args.cuda else "cpu")
@@ -215,12 +221,26 @@ def main(args: Args):
         compiled_sample = torch.compile(nclql.sample_actions, dynamic=False)
         functions["acting compiled"] = lambda: compiled_sample(qf, obs_acting, sigmas, nc_args)
         functions["iteration compiled"] = lambda: compiled_update(qf, qf_target, optimizer, batch, sigmas, nc_args)
+    if args.cudagraphs:  # own critics: a graphed update needs Adam's capturable mode, as the scripts build it
+        graphed_qf, graphed_target = copy.deepcopy(qf), copy.deepcopy(qf_target)
+        graphed_optimizer = torch.optim.Adam(graphed_qf.parameters(), lr=nc_args.learning_rate, capturable=True)
+        graphed_batch = (graphed_qf, graphed_target, graphed_optimizer, batch, sigmas, nc_args)
+        modes = {"graphed": (nclql.nclql_update, nclql.sample_actions)}
+        if args.compile:
+            modes["compiled+graphed"] = (compiled_update, compiled_sample)
+        for mode, (update, sample) in modes.items():
+            update, sample = nclql.CudaGraphed(update), nclql.CudaGraphed(sample)
+            for _ in range(update.warmup_calls + 1):  # warm-up calls, then the capture: timed() then sees replays
+                update(*graphed_batch), sample(graphed_qf, obs_acting, sigmas, nc_args)
+            functions[f"acting {mode}"] = lambda sample=sample: sample(graphed_qf, obs_acting, sigmas, nc_args)
+            functions[f"iteration {mode}"] = lambda update=update: update(*graphed_batch)
     ms = timed(functions, args.repeats, torch.cuda.synchronize if args.cuda else lambda: None)
     parts = {
         name: ms[name] for name in ("acting sampler", "target sampler", "TD step", "noise-conditioning step", "target update")
     }
-    iterations = {mode: ms[f"iteration {mode}"] for mode in ("eager", "compiled") if f"iteration {mode}" in ms}
-    acting = {"eager": ms["acting sampler"], "compiled": ms.get("acting compiled")}
+    modes = ("eager", "compiled", "graphed", "compiled+graphed")
+    iterations = {mode: ms[f"iteration {mode}"] for mode in modes if f"iteration {mode}" in ms}
+    acting = {"eager": ms["acting sampler"], **{mode: ms[f"acting {mode}"] for mode in modes[1:] if f"acting {mode}" in ms}}
     floor, sac_update = ms["matmul floor"], ms["SAC update"]
     autograd_eval, handwritten_eval, lql_sampler = ms["autograd eval"], ms["hand-written eval"], ms["LQL sampler"]
 

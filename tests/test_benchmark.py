@@ -281,6 +281,7 @@ def test_benchmark_sh_refuses_bad_input_without_a_traceback(tmp_path):
     "argv, message",
     [
         (["--env-id", "NoSuchEnv-v0"], "error: --env-id NoSuchEnv-v0 has no known sizes here"),
+        (["--cudagraphs"], "error: --cudagraphs needs --cuda"),
         pytest.param(
             ["--cuda"],
             "error: --cuda was given but torch sees no CUDA device",

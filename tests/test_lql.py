@@ -264,6 +264,7 @@ def test_same_seed_gives_the_same_numbers_on_cpu(in_tmp_dir):
         (dict(autotune_w=True, autotune_cooling_fraction=1.5), "--autotune-cooling-fraction must be in [0, 1]"),
         (dict(autotune_w=True, autotune_cooling_fraction=-0.1), "--autotune-cooling-fraction must be in [0, 1]"),
         (dict(env_id="CartPole-v1"), "Discrete action space"),
+        (dict(cudagraphs=True), "--cudagraphs needs --cuda"),
     ],
 )
 def test_bad_input_is_refused_before_training(in_tmp_dir, overrides, message):
