@@ -11,7 +11,7 @@ import sys
 
 import pytest
 import torch
-from conftest import DEVICES, ROOT, read_scalars
+from conftest import DEVICES, NEEDS_CUDA, ROOT, read_scalars
 
 import lql_continuous_action as lql
 import nclql_continuous_action as nclql
@@ -67,9 +67,10 @@ def flat_parameters(qf):
     ],
     ids=["buffer", "no-buffer", "buffer-autotune"],
 )
-@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("device", [*DEVICES, pytest.param("cudagraphs", marks=NEEDS_CUDA)])
 def test_interrupted_and_resumed_run_ends_as_the_uninterrupted_one(in_tmp_dir, monkeypatch, module, settings, device):
-    settings = dict(settings, cuda=device == "cuda")  # on CUDA the generator's state is checkpointed too
+    # on CUDA the generator's state is checkpointed too; with --cudagraphs the resumed run warms up and captures anew
+    settings = dict(settings, cuda=device != "cpu", cudagraphs=device == "cudagraphs")
     with_buffer = settings["checkpoint_buffer"]
     qf_whole, whole_dir = module.train(tiny_args(module, exp_name="whole", **settings))
 
