@@ -224,16 +224,16 @@ def main(args: Args):
     if args.cudagraphs:  # own critics: a graphed update needs Adam's capturable mode, as the scripts build it
         graphed_qf, graphed_target = copy.deepcopy(qf), copy.deepcopy(qf_target)
         graphed_optimizer = torch.optim.Adam(graphed_qf.parameters(), lr=nc_args.learning_rate, capturable=True)
-        graphed_batch = (graphed_qf, graphed_target, graphed_optimizer, batch, sigmas, nc_args)
+        graphed_update_args = (graphed_qf, graphed_target, graphed_optimizer, batch, sigmas, nc_args)
         modes = {"graphed": (nclql.nclql_update, nclql.sample_actions)}
         if args.compile:
             modes["compiled+graphed"] = (compiled_update, compiled_sample)
         for mode, (update, sample) in modes.items():
             update, sample = nclql.CudaGraphed(update), nclql.CudaGraphed(sample)
             for _ in range(update.warmup_calls + 1):  # warm-up calls, then the capture: timed() then sees replays
-                update(*graphed_batch), sample(graphed_qf, obs_acting, sigmas, nc_args)
+                update(*graphed_update_args), sample(graphed_qf, obs_acting, sigmas, nc_args)
             functions[f"acting {mode}"] = lambda sample=sample: sample(graphed_qf, obs_acting, sigmas, nc_args)
-            functions[f"iteration {mode}"] = lambda update=update: update(*graphed_batch)
+            functions[f"iteration {mode}"] = lambda update=update: update(*graphed_update_args)
     ms = timed(functions, args.repeats, torch.cuda.synchronize if args.cuda else lambda: None)
     parts = {
         name: ms[name] for name in ("acting sampler", "target sampler", "TD step", "noise-conditioning step", "target update")
