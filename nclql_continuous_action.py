@@ -809,6 +809,8 @@ def train(args: Args):
         if checkpoint is not None:  # continue exactly where the checkpoint was written
             qf.load_state_dict(checkpoint["qf"])
             qf_target.load_state_dict(checkpoint["qf_target"])
+            for group in checkpoint["optimizer"]["param_groups"]:  # Adam's mode follows this run's --cudagraphs
+                group["capturable"] = args.cudagraphs
             optimizer.load_state_dict(checkpoint["optimizer"])
             w_optimizer.load_state_dict(checkpoint["w_optimizer"])
             with torch.no_grad():
