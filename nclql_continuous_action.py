@@ -552,12 +552,17 @@ class CudaGraphed:
         self.calls, self.graphs = {}, {}
 
     @staticmethod
-    def cuda_tensors(args):
-        return [x for a in args for x in (a if isinstance(a, tuple) else (a,)) if isinstance(x, torch.Tensor) and x.is_cuda]
+    def is_input(x):
+        """the arguments copied into the graph at each call; all others are baked in"""
+        return isinstance(x, torch.Tensor) and x.is_cuda
+
+    @staticmethod
+    def flatten(args):
+        return [x for a in args for x in (a if isinstance(a, tuple) else (a,))]
 
     def __call__(self, *args):
-        flat_args = [x for a in args for x in (a if isinstance(a, tuple) else (a,))]
-        key = tuple((x.shape, x.dtype) if isinstance(x, torch.Tensor) and x.is_cuda else id(x) for x in flat_args)
+        flat_args = self.flatten(args)
+        key = tuple((x.shape, x.dtype) if self.is_input(x) else id(x) for x in flat_args)
         self.calls[key] = self.calls.get(key, 0) + 1
         if self.calls[key] <= self.warmup_calls:
             side_stream = torch.cuda.Stream()
@@ -567,14 +572,14 @@ class CudaGraphed:
             torch.cuda.current_stream().wait_stream(side_stream)
             return outputs
         if key not in self.graphs:  # capture: records the kernels without running them
-            copy_if_input = lambda x: x.clone() if isinstance(x, torch.Tensor) and x.is_cuda else x
+            copy_if_input = lambda x: x.clone() if self.is_input(x) else x
             static_args = tuple(tuple(map(copy_if_input, a)) if isinstance(a, tuple) else copy_if_input(a) for a in args)
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph):
                 static_outputs = self.fn(*static_args)
-            self.graphs[key] = (graph, self.cuda_tensors(static_args), static_outputs)
+            self.graphs[key] = (graph, [x for x in self.flatten(static_args) if self.is_input(x)], static_outputs)
         graph, static_inputs, static_outputs = self.graphs[key]
-        for static_input, x in zip(static_inputs, self.cuda_tensors(args), strict=True):
+        for static_input, x in zip(static_inputs, [x for x in flat_args if self.is_input(x)], strict=True):
             static_input.copy_(x)
         graph.replay()
         return tuple(x.clone() for x in static_outputs) if isinstance(static_outputs, tuple) else static_outputs.clone()
