@@ -245,7 +245,13 @@ def test_bad_checkpoints_are_refused_with_one_line(in_tmp_dir):
 def test_autotuned_w_moves_toward_the_target_is_logged_checkpointed_and_used_for_evaluation(in_tmp_dir, module):
     # a uniform-ish early policy has entropy near log 2 = 0.69 > target -3: w must fall
     args = tiny_args(
-        module, autotune_w=True, target_entropy_per_dim=-3.0, autotune_frequency=2, autotune_chains=8, autotune_lr=0.05
+        module,
+        autotune_w=True,
+        target_entropy_per_dim=-3.0,
+        autotune_frequency=2,
+        autotune_chains=8,
+        autotune_lr=0.05,
+        autotune_cooling_fraction=0.5,  # the target is reached by step 100, well before the run ends
     )
     _, run_dir = module.train(dataclasses.replace(args, save_model=True))
     logged = read_scalars(run_dir)
@@ -269,6 +275,6 @@ def test_an_autotune_checkpoint_from_before_the_hot_start_resumes_only_without_i
     del old["args"]["autotune_cooling_fraction"]  # as an older version wrote it
     torch.save(old, "old.pt")
     resumed = dataclasses.replace(args, total_timesteps=80, resume="old.pt")
-    with pytest.raises(SystemExit, match="--autotune-cooling-fraction 0.5 differs from the checkpoint's 0.0"):
+    with pytest.raises(SystemExit, match="--autotune-cooling-fraction 1.0 differs from the checkpoint's 0.0"):
         module.train(resumed)  # the target would jump back up: refused, not silently changed
     module.train(dataclasses.replace(resumed, autotune_cooling_fraction=0.0))  # as that run was made

@@ -365,12 +365,15 @@ def test_temperature_tuner_with_its_defaults_converges_to_the_w_whose_boltzmann_
 
 @pytest.mark.parametrize("module", [lql, nclql], ids=["lql", "nclql"])
 def test_target_entropy_cools_linearly_from_the_uniform_laws_entropy_to_the_target(module):
-    args = module.Args(total_timesteps=10_000, learning_starts=2_000, target_entropy_per_dim=-1.0)  # default fraction 0.5
+    args = module.Args(total_timesteps=10_000, learning_starts=2_000, target_entropy_per_dim=-1.0)  # 8,000 learning steps
     uniform, final = 3 * math.log(2), -3.0  # d = 3
     target = lambda step, **kw: module.scheduled_target_entropy(step, dataclasses.replace(args, **kw), 3)
     assert target(0) == target(2_000) == pytest.approx(uniform)  # hottest while learning has not started
-    assert target(4_000) == pytest.approx((uniform + final) / 2)  # halfway through 4,000 cooling steps
-    assert target(6_000) == target(10_000) == pytest.approx(final)  # cooled: SAC's -dim(A) from then on
+    assert target(6_000) == pytest.approx((uniform + final) / 2)  # by default it cools over all of learning
+    assert target(10_000) == pytest.approx(final)  # SAC's -dim(A) at the end
+    half = dict(autotune_cooling_fraction=0.5)
+    assert target(4_000, **half) == pytest.approx((uniform + final) / 2)  # halfway through 4,000 cooling steps
+    assert target(6_000, **half) == target(10_000, **half) == pytest.approx(final)  # cooled: -dim(A) from then on
     assert target(3_000, autotune_cooling_fraction=0.25) == pytest.approx(final + (uniform - final) / 2)
     assert target(2_000, autotune_cooling_fraction=0.0) == pytest.approx(final)  # no hot start
 
