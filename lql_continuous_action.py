@@ -105,8 +105,8 @@ class Args:
     """if toggled, unit-normalises the action-gradient per chain, as the authors' code does (then w = 1/w_code)"""
     eval_frequency: int = 125_000
     """evaluate every this many environment steps (0 disables periodic evaluation; a final one always runs)"""
-    eval_episodes: int = 10
-    """episodes per evaluation, run in parallel on separate environments"""
+    eval_episodes: int = 20
+    """episodes per evaluation, run in parallel on separate environments (authors: 20)"""
     log_frequency: int = 100
     """log losses and sampler diagnostics every this many updates"""
     autotune_w: bool = False
@@ -259,9 +259,11 @@ class EnsembleLinear(nn.Module):
 
     def __init__(self, n_members, in_features, out_features, bias=True, fan_in=None):
         super().__init__()
-        bound = 1 / np.sqrt(fan_in or in_features)  # nn.Linear's default init, per member
-        self.weight = nn.Parameter(torch.empty(n_members, in_features, out_features).uniform_(-bound, bound))
-        self.bias = nn.Parameter(torch.empty(n_members, 1, out_features).uniform_(-bound, bound)) if bias else None
+        # the authors' init (haiku's Linear default): N(0, 1/fan_in) truncated at 2 stddev, not rescaled; zero biases
+        std = 1 / math.sqrt(fan_in or in_features)
+        weight = torch.empty(n_members, in_features, out_features)
+        self.weight = nn.Parameter(nn.init.trunc_normal_(weight, std=std, a=-2 * std, b=2 * std))
+        self.bias = nn.Parameter(torch.zeros(n_members, 1, out_features)) if bias else None
 
     def forward(self, x):
         if self.bias is None:

@@ -116,8 +116,8 @@ class Args:
     """chains per state; the action is the one with the highest min_i Q_i at the clean level (authors: 1)"""
     eval_frequency: int = 125_000
     """evaluate every this many environment steps (0 disables periodic evaluation; a final one always runs)"""
-    eval_episodes: int = 10
-    """episodes per evaluation, run in parallel on separate environments"""
+    eval_episodes: int = 20
+    """episodes per evaluation, run in parallel on separate environments (authors: 20)"""
     log_frequency: int = 100
     """log losses and sampler diagnostics every this many updates"""
     autotune_w: bool = False
@@ -284,9 +284,11 @@ class EnsembleLinear(nn.Module):
 
     def __init__(self, n_members, in_features, out_features, bias=True, fan_in=None):
         super().__init__()
-        bound = 1 / np.sqrt(fan_in or in_features)  # nn.Linear's default init, per member
-        self.weight = nn.Parameter(torch.empty(n_members, in_features, out_features).uniform_(-bound, bound))
-        self.bias = nn.Parameter(torch.empty(n_members, 1, out_features).uniform_(-bound, bound)) if bias else None
+        # the authors' init (haiku's Linear default): N(0, 1/fan_in) truncated at 2 stddev, not rescaled; zero biases
+        std = 1 / math.sqrt(fan_in or in_features)
+        weight = torch.empty(n_members, in_features, out_features)
+        self.weight = nn.Parameter(nn.init.trunc_normal_(weight, std=std, a=-2 * std, b=2 * std))
+        self.bias = nn.Parameter(torch.zeros(n_members, 1, out_features)) if bias else None
 
     def forward(self, x):
         if self.bias is None:
@@ -302,10 +304,11 @@ def noise_levels(sigma_max, sigma_min, num_levels):
 
 
 def sinusoidal_embedding(levels, dim=16):
-    """(N,) integer levels -> (N, dim) sin/cos features at geometric frequencies, as diffusion models embed time."""
+    """(N,) integer levels -> (N, dim) sin/cos features at geometric frequencies, as diffusion models embed time,
+    scaled by 1/sqrt(dim) as the authors' code does (unit norm / sqrt(2))."""
     freqs = torch.exp(-math.log(10_000.0) * torch.arange(dim // 2, device=levels.device) / (dim // 2))
     angles = levels.float()[:, None] * freqs
-    return torch.cat([angles.sin(), angles.cos()], dim=-1)
+    return torch.cat([angles.sin(), angles.cos()], dim=-1) / math.sqrt(dim)
 
 
 class CriticEnsemble(nn.Module):
@@ -465,18 +468,14 @@ class ReplayBuffer:
         return self.obs[idx], self.actions[idx], self.rewards[idx], self.next_obs[idx], self.terminations[idx]
 
 
-def noise_conditioning_loss(qf, obs, actions, sigmas):
-    """Spec, section 3, step 3: l ~ U{0..L-2}, a~ = a + sigma_l * eps (unclipped); each Q_i(s, a~, l) regresses onto the
-    online critics' mean at the clean level (no gradient), so Q(s, ., l) learns the sigma_l-smoothed clean critic.
-    Returns the sum over the critics of their mean squared errors."""
-    clean_level = len(sigmas) - 1
-    clean = torch.full((1,), clean_level, dtype=torch.long, device=obs.device)
-    levels = torch.randint(0, clean_level, (obs.shape[0],), device=obs.device)
+def noise_conditioning_loss(qf, obs, actions, sigmas, smoothed_target):
+    """The noise-conditioning step: l ~ U{0..L-2}, a~ = a + sigma_l * eps (unclipped); each Q_i(s, a~, l) regresses onto
+    `smoothed_target`, the online critics' mean at (s, a) at the clean level (no gradient), so Q(s, ., l) learns the
+    sigma_l-smoothed clean critic. Returns the sum over the critics of their mean squared errors."""
+    levels = torch.randint(0, len(sigmas) - 1, (obs.shape[0],), device=obs.device)
     # the ladder on the device by fill kernels: a host-to-device copy would break CUDA-graph capture (--cudagraphs)
     level_sigmas = torch.stack([torch.full((), s, dtype=actions.dtype, device=obs.device) for s in sigmas.tolist()])
     perturbed = actions + level_sigmas[levels, None] * torch.randn_like(actions)
-    with torch.no_grad():
-        smoothed_target = qf(obs, actions, clean).mean(0)
     return ((qf(obs, perturbed, levels) - smoothed_target) ** 2).mean(1).sum()
 
 
@@ -484,7 +483,8 @@ def nclql_update(qf, qf_target, optimizer, batch, sigmas, args, w=None):
     """One training iteration exactly as the spec's section 3:
     1. a' ~ annealed Langevin on the online critics at s'; y = scale * r + gamma * (1 - term) * min_i Q_i^targ(s', a', L-1);
     2. TD step: Q_i(s, a, L-1) regresses onto y (one Adam step);
-    3. noise conditioning (`noise_conditioning_loss`) on the UPDATED online critics, a second Adam step;
+    3. noise conditioning (`noise_conditioning_loss`): the target is the clean critics' mean at (s, a) from step 2's
+       forward pass, i.e. BEFORE the TD step, as in the authors' code; a second Adam step on the TD-updated critics;
     4. Polyak update of the targets."""
     obs, actions, rewards, next_obs, terminations = batch
     clean = torch.full((1,), len(sigmas) - 1, dtype=torch.long, device=obs.device)
@@ -500,7 +500,7 @@ def nclql_update(qf, qf_target, optimizer, batch, sigmas, args, w=None):
 
     nc_loss = torch.zeros((), device=obs.device)
     if len(sigmas) > 1:  # with one level NC-LQL is LQL: nothing to smooth
-        nc_loss = noise_conditioning_loss(qf, obs, actions, sigmas)  # on the critics just updated by the TD step
+        nc_loss = noise_conditioning_loss(qf, obs, actions, sigmas, q_values.detach().mean(0))
         optimizer.zero_grad()
         nc_loss.backward()
         optimizer.step()

@@ -71,9 +71,11 @@ class Preset:
     workers: int
     slurm_time: str
     slurm_cpus: int
+    algo_args: dict[str, tuple[str, ...]] = field(default_factory=dict)  # per algorithm, after script_args
 
 
 PAPER_ENVS = ("HalfCheetah-v4", "Ant-v4", "Hopper-v4", "Humanoid-v4", "Walker2d-v4", "Swimmer-v4")
+SAC_BUDGET_ENVS = ("Hopper-v4", "Walker2d-v4", "HalfCheetah-v4")
 PRESETS = {
     "quick": Preset(
         budgets={"InvertedPendulum-v4": 20_000, "Hopper-v4": 40_000},
@@ -95,6 +97,20 @@ PRESETS = {
         workers=1,
         slurm_time="3-00:00:00",
         slurm_cpus=2,
+        # the authors' sampler, update for update (their w = 500 on a unit-normalised gradient; they released no LQL)
+        algo_args={"nclql": ("--grad-norm", "--w", "0.002", "--step-size", "1e-4")},
+    ),
+    "sac-budget": Preset(
+        budgets=dict.fromkeys(SAC_BUDGET_ENVS, 50_000),
+        default_steps=50_000,
+        seeds=(1, 2, 3),
+        script_args=(
+            *("--num-envs", "1", "--learning-starts", "5000", "--eval-frequency", "5000", "--eval-episodes", "10"),
+            *("--checkpoint-frequency", "5000", "--compile"),
+        ),
+        workers=2,
+        slurm_time="06:00:00",
+        slurm_cpus=1,
     ),
 }
 
@@ -136,12 +152,21 @@ def merge_args(preset_args, extra_args) -> list[str]:
 
 
 def build_jobs(
-    out, algos, budgets: dict[str, int], seeds, script_args=(), extra_args=(), scripts=None, python=None, variants=None
+    out,
+    algos,
+    budgets: dict[str, int],
+    seeds,
+    script_args=(),
+    extra_args=(),
+    scripts=None,
+    python=None,
+    variants=None,
+    algo_args=None,
 ):
     """One job per (environment, seed, algorithm, variant), in that order: the algorithms alternate, so partial results
     compare. `variants` maps a name to script arguments: each algorithm runs once per variant, labelled `{algo}-{name}`
-    (default: one unnamed variant, labelled `{algo}`). Arguments: the preset's, replaced by `extra_args`, then by the
-    variant's (the most specific wins)."""
+    (default: one unnamed variant, labelled `{algo}`). Arguments: the preset's (`script_args`, then `algo_args[algo]`),
+    replaced by `extra_args`, then by the variant's (the most specific wins)."""
     scripts, python = scripts or SCRIPTS, python or sys.executable
     jobs = []
     for env_id, steps in budgets.items():
@@ -153,7 +178,9 @@ def build_jobs(
                         python,
                         str(Path(scripts[algo]).resolve()),
                         *("--env-id", env_id, "--seed", str(seed), "--total-timesteps", str(steps), "--exp-name", label),
-                        *merge_args(merge_args(script_args, extra_args), variant_args),
+                        *merge_args(
+                            merge_args(merge_args(script_args, (algo_args or {}).get(algo, ())), extra_args), variant_args
+                        ),
                     )
                     jobs.append(Job(label, env_id, seed, steps, Path(out).resolve() / label / env_id / f"seed{seed}", command))
     return jobs
@@ -428,7 +455,7 @@ def plan(argv):
     check_envs(env_ids)
     budgets = {e: args.total_timesteps or preset.budgets.get(e, preset.default_steps) for e in env_ids}
     out = Path(args.out or f"benchmark_results/{args.preset}").resolve()
-    jobs = build_jobs(out, algos, budgets, seeds, preset.script_args, extra, variants=variants)
+    jobs = build_jobs(out, algos, budgets, seeds, preset.script_args, extra, variants=variants, algo_args=preset.algo_args)
     return args, preset, jobs, workers, out
 
 

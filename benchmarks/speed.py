@@ -147,7 +147,9 @@ def main(args: Args):
         optimizer.step()
 
     def nc_step():
-        loss = nclql.noise_conditioning_loss(qf, obs, actions, sigmas)
+        with torch.no_grad():
+            smoothed_target = qf(obs, actions, clean).mean(0)
+        loss = nclql.noise_conditioning_loss(qf, obs, actions, sigmas, smoothed_target)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

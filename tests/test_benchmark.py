@@ -225,6 +225,22 @@ def test_job_list_is_algos_x_envs_x_seeds_with_the_presets_budgets_and_extra_arg
     assert {j.total_timesteps for j in jobs} == {40_000}  # an env the preset does not list gets its default budget
     *_, jobs, _, _ = learning.plan(["--preset", "paper", "--out", str(tmp_path)])
     assert len(jobs) == 2 * 6 * 5 and {j.total_timesteps for j in jobs} == {5_000_000}
+    authors_sampler = ["--grad-norm", "--w", "0.002", "--step-size", "1e-4"]  # their w = 500, update for update
+    for job in jobs:
+        assert (
+            list(job.command[-len(authors_sampler) :]) == authors_sampler if job.algo == "nclql" else "--w" not in job.command
+        )
+
+
+def test_sac_budget_preset_is_sacs_protocol_for_both_scripts(tmp_path):
+    *_, jobs, workers, _ = learning.plan(["--preset", "sac-budget", "--out", str(tmp_path)])
+    assert workers == 2 and len(jobs) == 2 * 3 * 3
+    assert {(j.algo, j.env_id, j.seed, j.total_timesteps) for j in jobs} == {
+        (a, e, s, 50_000) for a in ("lql", "nclql") for e in ("Hopper-v4", "Walker2d-v4", "HalfCheetah-v4") for s in (1, 2, 3)
+    }
+    for job in jobs:  # one env, one update per env step, 5k random warm-up, evaluation every 5k
+        flags = dict(zip(job.command[2::2], job.command[3::2], strict=False))
+        assert (flags["--num-envs"], flags["--learning-starts"], flags["--eval-frequency"]) == ("1", "5000", "5000")
 
 
 def test_variants_run_each_algorithm_once_per_setting_in_their_own_directories(tmp_path):

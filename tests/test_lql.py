@@ -153,6 +153,28 @@ def test_compiled_update_and_sampler_give_the_same_numbers_as_eager(device):
     assert torch.allclose(compiled_outputs[2], eager_outputs[2], atol=1e-4)
 
 
+@pytest.mark.parametrize("module", [lql, nclql])
+def test_linear_layers_use_the_authors_truncated_normal_init_with_zero_biases(module):
+    """haiku's Linear default, which the authors keep: N(0, 1/fan_in) truncated at 2 stddev and not rescaled (so the
+    actual std is 0.880/sqrt(fan_in)); zero biases. The first layer's fan-in is that of concat(s, a[, embedding])."""
+    torch.manual_seed(0)
+    layer = module.EnsembleLinear(2, 400, 300)
+    bound = 2 / math.sqrt(400)
+    assert layer.weight.abs().max().item() <= bound and layer.weight.abs().max().item() > 0.99 * bound
+    assert layer.weight.std().item() == pytest.approx(0.8796 / math.sqrt(400), rel=0.01)
+    assert torch.count_nonzero(layer.bias) == 0
+    qf = module.CriticEnsemble(obs_dim=11, act_dim=3)
+    fan_in = 11 + 3 + (16 if module is nclql else 0)
+    assert qf.state_in.weight.abs().max().item() <= 2 / math.sqrt(fan_in)
+    assert qf.state_in.weight.std().item() == pytest.approx(0.8796 / math.sqrt(fan_in), rel=0.05)
+    assert all(torch.count_nonzero(p) == 0 for name, p in qf.named_parameters() if name.endswith("bias"))
+
+
+@pytest.mark.parametrize("module", [lql, nclql])
+def test_evaluation_runs_the_authors_20_episodes_by_default(module):
+    assert module.Args().eval_episodes == 20
+
+
 def test_replay_buffer_wraps_around_and_samples_stored_transitions():
     rb = lql.ReplayBuffer(capacity=5, obs_dim=2, act_dim=1, device="cpu")
     for step in range(4):  # 2 envs per step: 8 transitions into 5 slots

@@ -76,6 +76,57 @@ def test_level_step_sizes_follow_the_schedule():
     assert samples.var(0).tolist() == pytest.approx([expected_var] * 2, rel=0.03)
 
 
+def test_level_embedding_is_scaled_by_one_over_sqrt_of_its_size_as_the_authors_do():
+    embedding = nclql.sinusoidal_embedding(torch.arange(10), 16)
+    assert embedding.shape == (10, 16)
+    assert torch.allclose(embedding.norm(dim=1), torch.full((10,), math.sqrt(8) / 4))  # 8 (sin, cos) pairs, / sqrt(16)
+    assert embedding[1, 0].item() == pytest.approx(math.sin(1.0) / 4) and embedding[0, 8].item() == pytest.approx(0.25)
+
+
+def test_noise_conditioning_target_is_the_clean_critics_mean_from_before_the_td_step():
+    """The authors compute the regression target of the noise-conditioning step in the TD loss's forward pass, so with
+    the parameters from BEFORE the TD step; the second Adam step then applies to the TD-updated parameters."""
+    import copy
+
+    args = nclql.Args(num_levels=3, steps_per_level=1)
+    sigmas = nclql.noise_levels(args.sigma_max, args.sigma_min, args.num_levels)
+    torch.manual_seed(0)
+    n, clean = 32, torch.full((1,), 2)
+    batch = (torch.randn(n, 4), torch.rand(n, 2) * 2 - 1, torch.rand(n), torch.randn(n, 4), torch.zeros(n))
+    obs, actions, rewards, next_obs, terminations = batch
+    initial = nclql.CriticEnsemble(obs_dim=4, act_dim=2)
+
+    def updated_critics(target_before_td_step=None):
+        """Both Adam steps by hand (None: the script's nclql_update); the same random draws in every case."""
+        qf = copy.deepcopy(initial)
+        qf_target = copy.deepcopy(initial).requires_grad_(False)
+        optimizer = torch.optim.Adam(qf.parameters(), lr=1e-2)
+        torch.manual_seed(1)
+        if target_before_td_step is None:
+            nclql.nclql_update(qf, qf_target, optimizer, batch, sigmas, args)
+            return qf
+        next_actions = nclql.sample_actions(qf, next_obs, sigmas, args)
+        with torch.no_grad():
+            td_target = args.reward_scale * rewards + args.gamma * qf_target(next_obs, next_actions, clean).min(0).values
+        q_values = qf(obs, actions, clean)
+        optimizer.zero_grad()
+        ((q_values - td_target) ** 2).mean(1).sum().backward()
+        optimizer.step()
+        with torch.no_grad():
+            smoothed_target = q_values.mean(0) if target_before_td_step else qf(obs, actions, clean).mean(0)
+        optimizer.zero_grad()
+        nclql.noise_conditioning_loss(qf, obs, actions, sigmas, smoothed_target).backward()
+        optimizer.step()
+        return qf
+
+    def parameters(qf):
+        return torch.cat([p.detach().flatten() for p in qf.parameters()])
+
+    script, before, after = updated_critics(), updated_critics(True), updated_critics(False)
+    assert torch.allclose(parameters(script), parameters(before), atol=1e-6)
+    assert not torch.allclose(parameters(script), parameters(after), atol=1e-4)  # the order is visible in the result
+
+
 def smoothed_regression_target(f, grid, sigma, low=-1.0, high=1.0):
     """The exact minimiser of E[(Q(a + sigma eps) - f(a))^2] for a ~ U[low, high]: E[f(a) | a + sigma eps = x]. Far from
     the data's edges (more than ~3 sigma) it is the Gaussian smoothing E[f(x + sigma eps)]; near them it is truncated."""
@@ -92,10 +143,11 @@ def test_noise_conditioning_regression_learns_gaussian_smoothed_critics():
     qf = nclql.CriticEnsemble(obs_dim=1, act_dim=1, hidden_dim=64)
     optimizer = torch.optim.Adam(qf.parameters(), lr=2e-3)
     obs, clean = torch.zeros(256, 1), torch.full((1,), 3)
-    for _ in range(1200):
+    for _ in range(1600):
         actions = torch.rand(256, 1) * 2 - 1
-        clean_loss = ((qf(obs, actions, clean) - torch.sin(3 * actions[:, 0])) ** 2).mean(1).sum()
-        loss = clean_loss + nclql.noise_conditioning_loss(qf, obs, actions, sigmas)
+        clean_q = qf(obs, actions, clean)
+        clean_loss = ((clean_q - torch.sin(3 * actions[:, 0])) ** 2).mean(1).sum()
+        loss = clean_loss + nclql.noise_conditioning_loss(qf, obs, actions, sigmas, clean_q.detach().mean(0))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
