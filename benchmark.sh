@@ -12,16 +12,22 @@
 #   ./benchmark.sh aggregate DIR --select-seeds 1,2,3                       ... and tuned vs fixed w on held-out seeds
 set -euo pipefail
 cd "$(dirname "$0")"
+usage() { sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$(basename "$0")"; }  # the comment header above: one text, no copy
 mode=${1:-}
-if [ -n "$mode" ] && ! python -c "import torch, gymnasium, mujoco, tyro" 2>/dev/null; then  # the venv is not active
+case "$mode" in
+  -h | --help | help) usage; exit 0 ;;
+  speed | bandit | learn | aggregate) ;;
+  "") { echo "error: no mode given"; usage; } >&2; exit 2 ;;
+  *) { echo "error: unknown mode '$mode'"; usage; } >&2; exit 2 ;;
+esac
+if ! python -c "import torch, gymnasium, mujoco, tyro" 2>/dev/null; then  # the venv is not active
   echo "error: python ($(command -v python || echo none)) lacks the requirements: run 'python3 -m venv .venv && . .venv/bin/activate && pip install -r requirements.txt' (see README.md)" >&2
   exit 2
 fi
-[ $# -gt 0 ] && shift
+shift
 case "$mode" in
   speed) exec python benchmarks/speed.py "$@" ;;
   bandit) exec python benchmarks/bandit_2d.py "$@" ;;
   learn) exec python benchmarks/learning.py "$@" ;;
   aggregate) exec python benchmarks/aggregate.py "$@" ;;
-  *) echo "usage: ./benchmark.sh speed|bandit|learn|aggregate [args]  (see the header of benchmark.sh)" >&2; exit 2 ;;
 esac

@@ -34,6 +34,7 @@ policy stayed near-greedy for the second half and trailed (README, "Automatic te
 """
 
 import copy
+import importlib.util
 import math
 import os
 import random
@@ -44,12 +45,18 @@ import time
 from dataclasses import asdict, dataclass
 
 import gymnasium as gym
-import mujoco
 import numpy as np
 import torch
 import torch.nn as nn
 import tyro
 from torch.utils.tensorboard import SummaryWriter
+
+try:
+    import mujoco
+except Exception as e:  # MuJoCo loads the renderer MUJOCO_GL names at import: one this machine lacks fails here
+    raise SystemExit(
+        f"error: cannot import mujoco with MUJOCO_GL={os.environ.get('MUJOCO_GL')} ({e}); use MUJOCO_GL=egl"
+    ) from None
 
 ALGORITHM = "LQL"  # written into checkpoints: another algorithm's are refused
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # finish the step, checkpoint, exit
@@ -73,6 +80,14 @@ class Args:
     """if toggled (with --cuda), replays the update and the acting sampler from CUDA graphs (same numbers, fewer launches)"""
     save_model: bool = False
     """if toggled, saves the critics and the Args to `runs/{run_name}/{exp_name}.cleanrl_model` at the end"""
+    threads: int = 1
+    """torch's CPU threads (0: torch's default, one per core); small networks run fastest on one, above all on a shared CPU"""
+    track: bool = False
+    """if toggled, this experiment will be tracked with Weights and Biases (the TensorBoard logs, synced)"""
+    wandb_project_name: str = "lql"
+    """the wandb's project name"""
+    wandb_entity: str | None = None
+    """the entity (team) of wandb's project"""
 
     # Algorithm specific arguments
     env_id: str = "Walker2d-v4"
@@ -164,11 +179,24 @@ def check_args(args: Args) -> None:
         problems.append("--cuda was given but torch sees no CUDA device")
     if args.cudagraphs and not args.cuda:
         problems.append("--cudagraphs needs --cuda (CUDA graphs run on a GPU only)")
-    if args.capture_video:
-        try:
-            import moviepy  # noqa: F401  (gymnasium's RecordVideo writes with it)
-        except ImportError:
-            problems.append("--capture-video needs moviepy: pip install moviepy (and MUJOCO_GL=egl or osmesa when headless)")
+    if args.threads < 0:
+        problems.append(f"--threads must be >= 0 (0: torch's default), got {args.threads}")
+    if not args.eval_checkpoint:  # runs that could never make an update
+        if args.batch_size > args.buffer_size:
+            problems.append(f"--batch-size {args.batch_size} exceeds --buffer-size {args.buffer_size}: nothing would train")
+        if args.learning_starts >= args.total_timesteps:
+            problems.append(
+                f"--learning-starts {args.learning_starts} is not shorter than --total-timesteps {args.total_timesteps}: "
+                "the run would end in the random warm-up, before any update"
+            )
+        elif args.batch_size > args.total_timesteps:
+            problems.append(
+                f"--batch-size {args.batch_size} exceeds --total-timesteps {args.total_timesteps}: nothing would train"
+            )
+    if args.track and importlib.util.find_spec("wandb") is None:
+        problems.append("--track needs wandb: pip install wandb")
+    if args.capture_video and importlib.util.find_spec("moviepy") is None:  # gymnasium's RecordVideo writes with it
+        problems.append("--capture-video needs moviepy: pip install moviepy")
     if problems:
         raise SystemExit("error: " + "; ".join(problems))
     try:
@@ -189,6 +217,26 @@ def check_args(args: Args) -> None:
         )
     if not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
         raise SystemExit(f"error: {args.env_id} has an unbounded Box action space; LQL samples in a bounded box")
+    if args.capture_video:
+        check_rendering(args.env_id)
+
+
+def check_rendering(env_id):
+    """--capture-video renders one frame before anything is written: a machine that cannot render is refused in one
+    line, not with a traceback and an empty videos/ folder. Without a display MuJoCo's default (GLFW) cannot render,
+    so EGL is then the default."""
+    if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
+        os.environ["MUJOCO_GL"] = "egl"
+    try:
+        env = gym.make(env_id, render_mode="rgb_array")
+        env.reset(seed=0)
+        env.render()
+        env.close()
+    except Exception as e:
+        raise SystemExit(
+            f"error: --capture-video cannot render {env_id} with MUJOCO_GL={os.environ.get('MUJOCO_GL')} "
+            f"({type(e).__name__}); on a machine without a display use MUJOCO_GL=egl (needs libEGL)"
+        ) from None
 
 
 def make_env(env_id, seed, idx, capture_video, run_name):
@@ -600,9 +648,9 @@ def save_checkpoint(path, state):
     os.replace(path + ".tmp", path)
 
 
-def load_checkpoint(path, args, device):
+def load_checkpoint(path, env_id, device):
     """Reads a checkpoint or saved model; refuses with one line a missing, truncated or foreign file, another
-    algorithm's, or one written for another environment. Unpickles: load only files you trust."""
+    algorithm's, or one written for another environment than `env_id` (None: any). Unpickles: load only files you trust."""
     try:
         checkpoint = torch.load(path, map_location=device, weights_only=False)
     except FileNotFoundError:
@@ -613,8 +661,8 @@ def load_checkpoint(path, args, device):
         raise SystemExit(f"error: {path} is not a checkpoint of this project's scripts")
     if checkpoint["algorithm"] != ALGORITHM:
         raise SystemExit(f"error: {path} is a {checkpoint['algorithm']} checkpoint; this script is {ALGORITHM}")
-    if checkpoint["args"]["env_id"] != args.env_id:
-        raise SystemExit(f"error: {path} was written for {checkpoint['args']['env_id']}, not --env-id {args.env_id}")
+    if env_id is not None and checkpoint["args"]["env_id"] != env_id:
+        raise SystemExit(f"error: {path} was written for {checkpoint['args']['env_id']}, not --env-id {env_id}")
     return checkpoint
 
 
@@ -627,7 +675,8 @@ def resume_command(checkpoint_path):
 def evaluate_checkpoint(args: Args):
     """--eval-checkpoint: the saved critics, acting with the sampler settings they were trained with."""
     device = torch.device("cuda" if args.cuda else "cpu")
-    checkpoint = load_checkpoint(args.eval_checkpoint, args, device)
+    # the checkpoint's environment, unless --env-id names another (the default Walker2d-v4 stands for "not given")
+    checkpoint = load_checkpoint(args.eval_checkpoint, None if args.env_id == Args.env_id else args.env_id, device)
     eval_time_args = ("eval_checkpoint", "eval_episodes", "capture_video", "seed", "cuda", "compile", "cudagraphs")
     trained = {k: v for k, v in checkpoint["args"].items() if k in Args.__dataclass_fields__ and k not in eval_time_args}
     args = Args(**{**asdict(args), **trained, "w": checkpoint.get("w", trained["w"])})  # the tuned w, if tuned
@@ -642,18 +691,63 @@ def evaluate_checkpoint(args: Args):
     returns = evaluate(
         qf, args.env_id, args.eval_episodes, args.seed + 10_000, args, device, act, args.capture_video, run_name
     )
-    print(f"{args.eval_checkpoint}: eval_return={returns.mean():.1f} ± {returns.std():.1f} over {len(returns)} episodes")
+    print(
+        f"{args.eval_checkpoint} on {args.env_id}: eval_return={returns.mean():.1f} ± {returns.std():.1f} "
+        f"over {len(returns)} episodes"
+    )
     if args.capture_video:
         print(f"video of the first episode in videos/{run_name}")
     return returns
 
 
+class ProgressLine:
+    """The console line, every 10 s. The random warm-up is marked as such (it runs far faster than learning), and the
+    time left comes from the rate of the learning phase alone, measured from the end of the first update (which may
+    include minutes of compilation)."""
+
+    def __init__(self, args, global_step):
+        self.args, self.last_print, self.last_step = args, time.time(), global_step
+        self.learning_since = None  # (time, global_step) at the end of this process's first update
+
+    def first_update_done(self, global_step, seconds):
+        self.learning_since = (time.time(), global_step)
+        compiled = " (compilation included)" if self.args.compile else ""
+        print(f"global_step={global_step}: first update done, {seconds:.1f}s for its step{compiled}", flush=True)
+
+    def print(self, global_step, n_updates, recent_returns, force=False):
+        learning_next = global_step <= self.args.learning_starts < global_step + self.args.num_envs
+        if learning_next and self.args.compile:  # the next step compiles: minutes of silence, said beforehand
+            print(
+                f"global_step={global_step}: learning starts; --compile compiles the sampler and the update first", flush=True
+            )
+        now = time.time()
+        if now - self.last_print < 10 and not force:
+            return
+        sps = (global_step - self.last_step) / max(now - self.last_print, 1e-9)
+        self.last_print, self.last_step = now, global_step
+        recent = f"{np.mean(recent_returns):.1f}" if recent_returns else "n/a"
+        if global_step <= self.args.learning_starts:
+            phase = f"warm-up (random actions until step {self.args.learning_starts})"
+        elif self.learning_since is None or global_step == self.learning_since[1]:
+            phase = "time_left=? (measured once learning runs)"
+        else:
+            rate = (global_step - self.learning_since[1]) / (now - self.learning_since[0])
+            phase = f"time_left={(self.args.total_timesteps - global_step) / rate / 60:.1f}min"
+        print(
+            f"global_step={global_step}/{self.args.total_timesteps}, recent_return={recent}, SPS={sps:.0f}, "
+            f"updates={n_updates}, {phase}",
+            flush=True,
+        )
+
+
 def train(args: Args):
     check_args(args)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.eval_checkpoint:
         return evaluate_checkpoint(args)
     device = torch.device("cuda" if args.cuda else "cpu")
-    checkpoint = load_checkpoint(args.resume, args, device) if args.resume else None
+    checkpoint = load_checkpoint(args.resume, args.env_id, device) if args.resume else None
     if checkpoint is not None:
         saved_args = dict(checkpoint["args"])
         if saved_args.get("autotune_w"):  # written before the hot start existed: that run's target never cooled
@@ -671,6 +765,17 @@ def train(args: Args):
     torch.manual_seed(args.seed)
     torch.backends.cudnn.deterministic = args.torch_deterministic
 
+    if args.track:  # CleanRL's tracking: the TensorBoard logs, synced to Weights and Biases
+        import wandb
+
+        wandb.init(
+            project=args.wandb_project_name,
+            entity=args.wandb_entity,
+            sync_tensorboard=True,
+            config=vars(args),
+            name=run_name,
+            save_code=True,
+        )
     # a resumed run appends to its own logs; purge_step hides what a crashed run logged after its checkpoint
     writer = SummaryWriter(f"runs/{run_name}", purge_step=checkpoint["global_step"] + 1 if checkpoint else None)
     if checkpoint is None:
@@ -774,12 +879,14 @@ def train(args: Args):
             )
             return checkpoint_path
 
-        start_time = last_print = time.time()
+        start_time = time.time()
         autotune_seconds, entropy = 0.0, None  # the tuner's time (logged) and its last entropy estimate
         w = log_w.detach().exp() if args.autotune_w else None  # None: the fixed args.w
-        start_step = last_print_step = global_step
+        start_step = global_step
+        progress = ProgressLine(args, global_step)
         n_iterations = -(-args.total_timesteps // args.num_envs)
         for iteration in range(start_iteration, n_iterations):
+            iteration_start = time.time()
             global_step += args.num_envs  # env steps, not vector steps (CleanRL #465)
             w = log_w.detach().exp() if args.autotune_w else None  # None: the fixed args.w
             # ALGO LOGIC: put action logic here
@@ -805,6 +912,8 @@ def train(args: Args):
                 batch = rb.sample(args.batch_size)
                 qf_losses, qf_values, next_actions = update(qf, qf_target, optimizer, batch, args, w)
                 n_updates += 1
+                if progress.learning_since is None:
+                    progress.first_update_done(global_step, time.time() - iteration_start)
                 finite = torch.isfinite(torch.cat([qf_losses, qf_values, log_w.detach()[None]])).all()
                 if not finite:  # stop, don't train on garbage
                     raise SystemExit(
@@ -819,7 +928,7 @@ def train(args: Args):
                     target_entropy = scheduled_target_entropy(global_step, args, act_dim)  # SAC's -dim(A) once cooled
                     temperature_step(log_w, w_optimizer, entropy, target_entropy)
                     autotune_seconds += time.time() - tune_start
-                if n_updates % args.log_frequency == 0:
+                if n_updates % args.log_frequency == 0 or n_updates == 1:  # the first at once: it trains
                     if entropy is not None:
                         writer.add_scalar("losses/w", log_w.exp().item(), global_step)
                         writer.add_scalar("losses/policy_entropy", entropy.item(), global_step)
@@ -854,16 +963,7 @@ def train(args: Args):
                     file=sys.stderr,
                 )
                 sys.exit(128 + interrupted[0])
-            if time.time() - last_print > 10 or iteration == n_iterations - 1:
-                sps = (global_step - last_print_step) / (time.time() - last_print)  # current rate, not the warm-up's
-                last_print, last_print_step = time.time(), global_step
-                recent = f"{np.mean(recent_returns):.1f}" if recent_returns else "n/a"
-                left = (args.total_timesteps - global_step) / max(sps, 1e-9)
-                print(
-                    f"global_step={global_step}/{args.total_timesteps}, recent_return={recent}, "
-                    f"SPS={sps:.0f}, updates={n_updates}, time_left={left / 60:.1f}min",
-                    flush=True,
-                )
+            progress.print(global_step, n_updates, recent_returns, force=iteration == n_iterations - 1)
 
         if evaluated_at != global_step:
             eval_returns = evaluate(qf, args.env_id, args.eval_episodes, args.seed + 10_000, args, device, act, w=w)
@@ -880,6 +980,8 @@ def train(args: Args):
             signal.signal(s, handler)
         envs.close()
         writer.close()
+        if args.track:
+            wandb.finish()
     return qf, f"runs/{run_name}"
 
 

@@ -186,6 +186,12 @@ def build_jobs(
     return jobs
 
 
+def compiles(command) -> bool:
+    """Whether the run uses torch.compile: the last of --compile and --no-compile wins."""
+    flags = [token for token in command if token in ("--compile", "--no-compile")]
+    return bool(flags) and flags[-1] == "--compile"
+
+
 def latest_checkpoint(run_dir: Path) -> str | None:
     """The newest runs/*/checkpoint.pt an interrupted attempt left (relative to run_dir), or None."""
     found = sorted((run_dir / "runs").glob("*/checkpoint.pt"), key=lambda p: p.stat().st_mtime)
@@ -200,6 +206,8 @@ def run_job(job: Job, omp_threads: int) -> int:
     if checkpoint is None:
         shutil.rmtree(job.run_dir / "runs", ignore_errors=True)  # a failed attempt's logs would be read as results
     command = [*job.command, "--resume", checkpoint] if checkpoint else list(job.command)
+    if "--threads" not in command:  # the scripts default to one thread: give each run its share of the cores
+        command += ["--threads", str(omp_threads)]
     env = {**os.environ, "OMP_NUM_THREADS": str(omp_threads), "PYTHONUNBUFFERED": "1"}
     start = time.time()
     with open(job.run_dir / "log.txt", "a" if checkpoint else "w") as log:  # a resume keeps the earlier output
@@ -263,7 +271,12 @@ def run_jobs(jobs: list[Job], workers: int, cores: int | None = None) -> list[tu
             return None
         with lock:
             resume = latest_checkpoint(job.run_dir)
-            print(f"[{next(counter)}/{len(todo)}] start {job.name}" + (f", resuming {resume}" if resume else ""), flush=True)
+            print(
+                f"[{next(counter)}/{len(todo)}] start {job.name}"
+                + (f", resuming {resume}" if resume else "")
+                + (" (compiles first: a few minutes)" if compiles(job.command) else ""),
+                flush=True,
+            )
         start = time.time()
         status = run_job(job, omp)
         with lock:
@@ -306,6 +319,7 @@ else
   resumed_from=null
 fi
 export OMP_NUM_THREADS=${SLURM_CPUS_PER_TASK:-1} PYTHONUNBUFFERED=1
+[[ " ${cmd[*]} " == *" --threads "* ]] || cmd+=(--threads "$OMP_NUM_THREADS")
 start=$(date +%s)
 status=0
 { printf '$ %s\n' "${cmd[*]}"; "${cmd[@]}"; } >> log.txt 2>&1 || status=$?

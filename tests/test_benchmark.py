@@ -321,6 +321,45 @@ def test_benchmark_sh_without_the_requirements_says_how_to_install_them(tmp_path
     assert "pip install -r requirements.txt" in proc.stderr
 
 
+def test_benchmark_sh_help_prints_the_usage_with_or_without_the_requirements(tmp_path):
+    no_torch = tmp_path / "python"  # a real python without the packages: no site-packages
+    no_torch.write_text(f'#!/bin/sh\nexec {sys.executable} -S "$@"\n')
+    no_torch.chmod(0o755)
+    run = lambda path, *argv: subprocess.run(
+        ["bash", os.path.join(ROOT, "benchmark.sh"), *argv], capture_output=True, text=True, env={**os.environ, "PATH": path}
+    )
+    for path in (f"{os.path.dirname(sys.executable)}:/usr/bin:/bin", f"{tmp_path}:/usr/bin:/bin"):
+        for flag in ("--help", "-h", "help"):
+            proc = run(path, flag)
+            assert proc.returncode == 0 and proc.stderr == "", (path, flag, proc.stderr)
+            assert "./benchmark.sh learn  [--preset" in proc.stdout and "./benchmark.sh aggregate DIR" in proc.stdout
+            assert "#" not in proc.stdout and "set -euo" not in proc.stdout  # the header's text, not the file
+    proc = run(f"{tmp_path}:/usr/bin:/bin", "learn", "--help")  # a real mode still needs the packages
+    assert proc.returncode == 2 and "pip install -r requirements.txt" in proc.stderr
+    for argv, error in (["nope"], "error: unknown mode 'nope'"), ([], "error: no mode given"):
+        proc = run(os.environ["PATH"], *argv)
+        assert proc.returncode == 2 and proc.stdout == "" and proc.stderr.splitlines()[0] == error
+        assert "./benchmark.sh aggregate DIR" in proc.stderr
+
+
+def test_runner_says_on_the_console_which_runs_compile_first_and_gives_each_its_share_of_threads(
+    tmp_path, fake_script, capsys
+):
+    assert learning.compiles(["--compile"]) and not learning.compiles(["--compile", "--no-compile"])
+    assert learning.compiles(["--no-compile", "--compile"]) and not learning.compiles([])
+    variants = {"c": (), "nc": ("--no-compile",), "t3": ("--threads", "3")}
+    jobs = learning.build_jobs(
+        tmp_path / "out", ["lql"], {"Hopper-v4": 50}, [1], ("--compile",), scripts={"lql": fake_script}, variants=variants
+    )
+    assert learning.run_jobs(jobs, workers=2, cores=4) == []
+    out = capsys.readouterr().out.splitlines()
+    assert "[1/3] start lql-c/Hopper-v4/seed1 (compiles first: a few minutes)" in out
+    assert "[2/3] start lql-nc/Hopper-v4/seed1" in out
+    threads = [json.loads((job.run_dir / "call.json").read_text())["args"] for job in jobs]
+    assert [args[args.index("--threads") + 1] for args in threads] == ["2", "2", "3"]  # 4 cores / 2 workers, or as given
+    assert [args.count("--threads") for args in threads] == [1, 1, 1]
+
+
 def test_runner_runs_in_parallel_skips_finished_runs_retries_failed_ones_and_resumes_interrupted_ones(tmp_path, fake_script):
     jobs = learning.build_jobs(
         tmp_path / "out", ["lql", "nclql"], {"Hopper-v4": 50}, [1, 2, 3], scripts={"lql": fake_script, "nclql": fake_script}
@@ -332,7 +371,7 @@ def test_runner_runs_in_parallel_skips_finished_runs_retries_failed_ones_and_res
     assert "boom" in (failed[0][0].run_dir / "log.txt").read_text()
     for job in jobs:
         call = json.loads((job.run_dir / "call.json").read_text())
-        assert call["args"] == list(job.command[2:]) and call["omp"] == "2"  # 4 cores // 2 workers
+        assert call["args"] == [*job.command[2:], "--threads", "2"] and call["omp"] == "2"  # 4 cores // 2 workers
         assert job.done == (job.name not in ("nclql/Hopper-v4/seed2", "lql/Hopper-v4/seed3"))
         assert "fake run" in (job.run_dir / "log.txt").read_text()
     done = json.loads((jobs[0].run_dir / "DONE").read_text())
@@ -352,7 +391,7 @@ def test_runner_runs_in_parallel_skips_finished_runs_retries_failed_ones_and_res
     assert all(job.done for job in jobs)
     assert not (jobs[3].run_dir / "runs" / "partial").exists()
     resumed = next(job for job in jobs if job.name == "lql/Hopper-v4/seed3")
-    assert json.loads((resumed.run_dir / "call.json").read_text())["args"][-2:] == ["--resume", "runs/r1/checkpoint.pt"]
+    assert json.loads((resumed.run_dir / "call.json").read_text())["args"][-4:-2] == ["--resume", "runs/r1/checkpoint.pt"]
     assert json.loads((resumed.run_dir / "DONE").read_text())["resumed_from"] == "runs/r1/checkpoint.pt"
     log = (resumed.run_dir / "log.txt").read_text()
     assert "SIGTERM: checkpoint written" in log and log.count("fake run") == 2
@@ -402,7 +441,8 @@ def test_slurm_script_is_valid_bash_with_one_array_task_per_unfinished_run(tmp_p
         "command": list(jobs[1].command),
         "resumed_from": None,
     }
-    assert json.loads((jobs[1].run_dir / "call.json").read_text())["omp"] == "3"
+    call = json.loads((jobs[1].run_dir / "call.json").read_text())
+    assert call["omp"] == "3" and call["args"][-2:] == ["--threads", "3"]  # the task's cores
     (tmp_path / "fail.txt").write_text(f"{jobs[2].algo}/seed{jobs[2].seed}\n")
     env["SLURM_ARRAY_TASK_ID"] = "1"
     assert subprocess.run(["bash", str(script)], env=env, capture_output=True).returncode == 3
@@ -412,7 +452,7 @@ def test_slurm_script_is_valid_bash_with_one_array_task_per_unfinished_run(tmp_p
     (jobs[3].run_dir / "runs" / "r1" / "checkpoint.pt").write_text("state")
     env["SLURM_ARRAY_TASK_ID"] = "2"
     assert subprocess.run(["bash", str(script)], env=env, capture_output=True).returncode == 0
-    assert json.loads((jobs[3].run_dir / "call.json").read_text())["args"][-2:] == ["--resume", "runs/r1/checkpoint.pt"]
+    assert json.loads((jobs[3].run_dir / "call.json").read_text())["args"][-4:-2] == ["--resume", "runs/r1/checkpoint.pt"]
     assert json.loads((jobs[3].run_dir / "DONE").read_text())["resumed_from"] == "runs/r1/checkpoint.pt"
     env.pop("SLURM_ARRAY_TASK_ID")
     assert subprocess.run(["bash", str(script)], env=env, capture_output=True).returncode != 0

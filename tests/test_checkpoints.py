@@ -195,7 +195,7 @@ def test_saved_critics_can_be_evaluated_without_training(in_tmp_dir, monkeypatch
         return real_evaluate(qf, *args, **kwargs)
 
     monkeypatch.setattr(module, "evaluate", recording_evaluate)
-    returns = module.train(module.Args(env_id="InvertedPendulum-v4", eval_checkpoint=model, eval_episodes=3))
+    returns = module.train(module.Args(eval_checkpoint=model, eval_episodes=3))  # the environment is the checkpoint's
     assert returns.shape == (3,) and (returns >= 1).all()
     ((evaluated_qf, evaluated_w),) = evaluated
     assert evaluated_w == 0.05  # the trained w, not the command line's default 0.1
