@@ -444,7 +444,7 @@ class ReplayBuffer:
         return self.obs[idx], self.actions[idx], self.rewards[idx], self.next_obs[idx], self.terminations[idx]
 
 
-def td_update(qf, qf_target, optimizer, batch, args, w=None):
+def update_critics(qf, qf_target, optimizer, batch, args, w=None):
     """One iteration (spec, section 2): a' ~ Langevin on the online critics at s', y = r * scale + gamma *
     (1 - terminated) * min_i Q_i^targ(s', a'), one Adam step on the summed MSE, then the Polyak update."""
     obs, actions, rewards, next_obs, terminations = batch
@@ -800,10 +800,10 @@ def train(args: Args):
         qf_target = CriticEnsemble(obs_dim, act_dim).to(device)
         qf_target.load_state_dict(qf.state_dict())
         qf_target.requires_grad_(False)
-        update, act = td_update, sample_actions
+        update, act = update_critics, sample_actions
         if args.compile:  # the whole update and the acting sampler, one graph per batch shape (no dynamic shapes)
             torch._inductor.config.fallback_random = True  # eager's random draws, hence eager's numbers
-            update, act = torch.compile(td_update, dynamic=False), torch.compile(sample_actions, dynamic=False)
+            update, act = torch.compile(update_critics, dynamic=False), torch.compile(sample_actions, dynamic=False)
         if args.cudagraphs:  # after --compile: then the graphs replay the compiled kernels
             update, act = CudaGraphed(update), CudaGraphed(act)
         # capturable: Adam keeps its step count on the GPU, so that its step can live inside a CUDA graph

@@ -527,7 +527,7 @@ def noise_conditioning_loss(qf, obs, actions, sigmas, smoothed_target):
     return ((qf(obs, perturbed, levels) - smoothed_target) ** 2).mean(1).sum()
 
 
-def nclql_update(qf, qf_target, optimizer, batch, sigmas, args, w=None):
+def update_critics(qf, qf_target, optimizer, batch, sigmas, args, w=None):
     """One training iteration exactly as the spec's section 3:
     1. a' ~ annealed Langevin on the online critics at s'; y = scale * r + gamma * (1 - term) * min_i Q_i^targ(s', a', L-1);
     2. TD step: Q_i(s, a, L-1) regresses onto y (one Adam step);
@@ -896,10 +896,10 @@ def train(args: Args):
         qf_target = CriticEnsemble(obs_dim, act_dim).to(device)
         qf_target.load_state_dict(qf.state_dict())
         qf_target.requires_grad_(False)
-        update, act = nclql_update, sample_actions
+        update, act = update_critics, sample_actions
         if args.compile:  # the whole update and the acting sampler, one graph per batch shape (no dynamic shapes)
             torch._inductor.config.fallback_random = True  # eager's random draws, hence eager's numbers
-            update, act = torch.compile(nclql_update, dynamic=False), torch.compile(sample_actions, dynamic=False)
+            update, act = torch.compile(update_critics, dynamic=False), torch.compile(sample_actions, dynamic=False)
         if args.cudagraphs:  # after --compile: then the graphs replay the compiled kernels
             update, act = CudaGraphed(update), CudaGraphed(act)
         # capturable: Adam keeps its step count on the GPU, so that its step can live inside a CUDA graph

@@ -9,7 +9,7 @@ A single state (obs = [0]), a 2-D action a in [-1, 1]^2 and a reward with four s
 With w = beta the soft policy pi ∝ exp(r / w) is exactly that Gaussian mixture (cut to the box), so the target
 mode masses are p; for any w they are computed on a 1001^2 grid, each point going to its nearest mode centre.
 Both scripts' critics (`CriticEnsemble`, imported, unchanged) regress onto r (gamma = 0: no TD target); the NC-LQL
-critic also takes the spec's noise-conditioning step (section 3, step 3), exactly as `nclql.nclql_update` minus
+critic also takes the script's noise-conditioning step (its `noise_conditioning_loss`), as in `nclql.update_critics` minus
 the TD target. Then `--num-samples` chains per method start Uniform[-1, 1]^2 and each is assigned to its nearest
 mode. Rows: LQL with its script defaults (K = 20, eps = 1e-2), LQL with NC-LQL's gradient budget, NC-LQL with a
 schedule whose sigma_max is comparable to the mode distance, and NC-LQL with the authors' schedule.
@@ -157,27 +157,22 @@ def train_lql_critic(args):
 
 
 def train_nclql_critic(sigmas, args):
-    """NC-LQL's critics: `nclql.nclql_update` with the TD target replaced by r(a). Step 1: Q_i(s, a, L-1) regresses
-    onto r(a). Step 2 (noise conditioning): l ~ U{0..L-2}, a~ = a + sigma_l eps (unclipped); Q_i(s, a~, l) regresses
-    onto the updated critics' mean at (s, a, L-1), no gradient; a second Adam step with the same optimiser."""
+    """NC-LQL's critics: `nclql.update_critics` with the TD target replaced by r(a). Step 1: Q_i(s, a, L-1) regresses
+    onto r(a). Step 2, the script's noise-conditioning loss: Q_i(s, a + sigma_l eps, l) regresses onto the critics' mean
+    at (s, a, L-1) from before step 1, no gradient; a second Adam step with the same optimiser."""
     qf = nclql.CriticEnsemble(1, 2)
     optimizer = torch.optim.Adam(qf.parameters(), lr=args.learning_rate)
     obs = torch.zeros(args.batch_size, 1)
-    clean_level = len(sigmas) - 1
-    clean = torch.full((1,), clean_level, dtype=torch.long)
-    sigmas = sigmas.float()
+    clean = torch.full((1,), len(sigmas) - 1, dtype=torch.long)
     for _ in range(args.train_steps):
         actions = torch.rand(args.batch_size, 2) * 2 - 1
-        loss = ((qf(obs, actions, clean) - reward(actions, args)) ** 2).mean(1).sum()
+        clean_q = qf(obs, actions, clean)
+        loss = ((clean_q - reward(actions, args)) ** 2).mean(1).sum()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        if clean_level > 0:
-            levels = torch.randint(0, clean_level, (args.batch_size,))
-            perturbed = actions + sigmas[levels][:, None] * torch.randn_like(actions)
-            with torch.no_grad():
-                smoothed_target = qf(obs, actions, clean).mean(0)
-            nc_loss = ((qf(obs, perturbed, levels) - smoothed_target) ** 2).mean(1).sum()
+        if len(sigmas) > 1:
+            nc_loss = nclql.noise_conditioning_loss(qf, obs, actions, sigmas, clean_q.detach().mean(0))
             optimizer.zero_grad()
             nc_loss.backward()
             optimizer.step()

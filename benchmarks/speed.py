@@ -197,7 +197,7 @@ def main(args: Args):
             forward_pass()
             training_pass()
 
-    eager_update = lambda: nclql.nclql_update(qf, qf_target, optimizer, batch, sigmas, nc_args)
+    eager_update = lambda: nclql.update_critics(qf, qf_target, optimizer, batch, sigmas, nc_args)
     obs_acting = torch.randn(args.num_envs, obs_dim, device=device)
 
     sac = SacYardstick(obs_dim, act_dim, n, device)
@@ -219,7 +219,7 @@ def main(args: Args):
         "LQL sampler": lambda: lql.sample_actions(lql_qf, next_obs, lql_args),
     }
     if args.compile:
-        compiled_update = torch.compile(nclql.nclql_update, dynamic=False)
+        compiled_update = torch.compile(nclql.update_critics, dynamic=False)
         compiled_sample = torch.compile(nclql.sample_actions, dynamic=False)
         functions["acting compiled"] = lambda: compiled_sample(qf, obs_acting, sigmas, nc_args)
         functions["iteration compiled"] = lambda: compiled_update(qf, qf_target, optimizer, batch, sigmas, nc_args)
@@ -227,7 +227,7 @@ def main(args: Args):
         graphed_qf, graphed_target = copy.deepcopy(qf), copy.deepcopy(qf_target)
         graphed_optimizer = torch.optim.Adam(graphed_qf.parameters(), lr=nc_args.learning_rate, capturable=True)
         graphed_update_args = (graphed_qf, graphed_target, graphed_optimizer, batch, sigmas, nc_args)
-        modes = {"graphed": (nclql.nclql_update, nclql.sample_actions)}
+        modes = {"graphed": (nclql.update_critics, nclql.sample_actions)}
         if args.compile:
             modes["compiled+graphed"] = (compiled_update, compiled_sample)
         for mode, (update, sample) in modes.items():

@@ -147,7 +147,7 @@ def test_sigterm_checkpoints_flushes_logs_and_says_how_to_resume(in_tmp_dir):
 
 @pytest.mark.parametrize("module", [lql, nclql], ids=["lql", "nclql"])
 def test_non_finite_values_stop_the_run_naming_the_step_and_keep_the_last_checkpoint(in_tmp_dir, monkeypatch, module):
-    update_name = "td_update" if module is lql else "nclql_update"
+    update_name = "update_critics"
     real_update, calls = getattr(module, update_name), []
 
     def update_that_diverges(*args):

@@ -21,8 +21,8 @@ def update_and_act(module):
     if module is nclql:
         args = nclql.Args(num_levels=3, steps_per_level=2, num_particles=2)
         sigmas = nclql.noise_levels(args.sigma_max, args.sigma_min, args.num_levels)
-        return nclql.nclql_update, nclql.sample_actions, (sigmas, args)
-    return lql.td_update, lql.sample_actions, (lql.Args(langevin_steps=5),)
+        return nclql.update_critics, nclql.sample_actions, (sigmas, args)
+    return lql.update_critics, lql.sample_actions, (lql.Args(langevin_steps=5),)
 
 
 @pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])

@@ -134,8 +134,8 @@ def test_compiled_update_and_sampler_give_the_same_numbers_as_eager(device):
     )
     results = []
     for update, act in (
-        (lql.td_update, lql.sample_actions),
-        (torch.compile(lql.td_update, dynamic=False), torch.compile(lql.sample_actions, dynamic=False)),
+        (lql.update_critics, lql.sample_actions),
+        (torch.compile(lql.update_critics, dynamic=False), torch.compile(lql.sample_actions, dynamic=False)),
     ):
         torch.manual_seed(0)
         qf = lql.CriticEnsemble(obs_dim=4, act_dim=2).to(device)

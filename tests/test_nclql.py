@@ -97,13 +97,13 @@ def test_noise_conditioning_target_is_the_clean_critics_mean_from_before_the_td_
     initial = nclql.CriticEnsemble(obs_dim=4, act_dim=2)
 
     def updated_critics(target_before_td_step=None):
-        """Both Adam steps by hand (None: the script's nclql_update); the same random draws in every case."""
+        """Both Adam steps by hand (None: the script's update_critics); the same random draws in every case."""
         qf = copy.deepcopy(initial)
         qf_target = copy.deepcopy(initial).requires_grad_(False)
         optimizer = torch.optim.Adam(qf.parameters(), lr=1e-2)
         torch.manual_seed(1)
         if target_before_td_step is None:
-            nclql.nclql_update(qf, qf_target, optimizer, batch, sigmas, args)
+            nclql.update_critics(qf, qf_target, optimizer, batch, sigmas, args)
             return qf
         next_actions = nclql.sample_actions(qf, next_obs, sigmas, args)
         with torch.no_grad():
@@ -202,8 +202,8 @@ def test_compiled_update_and_sampler_give_the_same_numbers_as_eager(device):
     )
     results = []
     for update, act in (
-        (nclql.nclql_update, nclql.sample_actions),
-        (torch.compile(nclql.nclql_update, dynamic=False), torch.compile(nclql.sample_actions, dynamic=False)),
+        (nclql.update_critics, nclql.sample_actions),
+        (torch.compile(nclql.update_critics, dynamic=False), torch.compile(nclql.sample_actions, dynamic=False)),
     ):
         torch.manual_seed(0)
         qf = nclql.CriticEnsemble(obs_dim=4, act_dim=2).to(device)
