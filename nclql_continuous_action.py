@@ -688,6 +688,10 @@ RESUMABLE_CHANGES = {
     "checkpoint_buffer",
     "compile",
     "cudagraphs",
+    "threads",
+    "track",
+    "wandb_project_name",
+    "wandb_entity",
 }
 
 
@@ -774,7 +778,7 @@ def evaluate_checkpoint(args: Args):
     checkpoint = load_checkpoint(args.eval_checkpoint, None if args.env_id == Args.env_id else args.env_id, device)
     eval_time_args = ("eval_checkpoint", "eval_episodes", "capture_video", "seed", "cuda", "compile", "cudagraphs")
     trained = {k: v for k, v in checkpoint["args"].items() if k in Args.__dataclass_fields__ and k not in eval_time_args}
-    args = Args(**{**asdict(args), **trained, "w": checkpoint.get("w", trained["w"])})  # the tuned w, if tuned
+    args = Args(**{**asdict(args), **trained, "w": checkpoint["w"]})  # the tuned w, if tuned
     probe = gym.make(args.env_id)
     qf = CriticEnsemble(int(np.prod(probe.observation_space.shape)), int(np.prod(probe.action_space.shape))).to(device)
     probe.close()
@@ -845,9 +849,7 @@ def train(args: Args):
     device = torch.device("cuda" if args.cuda else "cpu")
     checkpoint = load_checkpoint(args.resume, args.env_id, device) if args.resume else None
     if checkpoint is not None:
-        saved_args = dict(checkpoint["args"])
-        if saved_args.get("autotune_w"):  # written before the hot start existed: that run's target never cooled
-            saved_args.setdefault("autotune_cooling_fraction", 0.0)
+        saved_args = checkpoint["args"]
         changed = [k for k, v in saved_args.items() if k not in RESUMABLE_CHANGES and getattr(args, k, v) != v]
         if changed:
             k = changed[0]

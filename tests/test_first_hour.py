@@ -97,8 +97,11 @@ def test_with_compile_the_console_says_before_the_first_update_that_it_compiles(
 @MODULES
 def test_threads_sets_torchs_cpu_thread_count(in_tmp_dir, module):
     try:
-        module.train(tiny_args(module, threads=2))
+        _, run_dir = module.train(tiny_args(module, threads=2, checkpoint_frequency=60))
         assert torch.get_num_threads() == 2
+        # a resumed run may have another share of the cores (the benchmark runner sets --threads per run)
+        module.train(tiny_args(module, threads=1, total_timesteps=80, resume=f"{run_dir}/checkpoint.pt"))
+        assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(1)  # the suite's setting (conftest)
     assert module.Args().threads == 1  # the default: fastest on a shared CPU (docs/speed.md)
