@@ -2,6 +2,7 @@
 
     ./benchmark.sh aggregate benchmark_results/quick        (or: python benchmarks/aggregate.py DIR)
     ./benchmark.sh aggregate DIR --select-seeds 1,2,3,4,5     (also: tuned against fixed w on held-out seeds)
+    ./benchmark.sh aggregate DIR --reference benchmarks/reference/cleanrl_sac.csv   (training returns beside CleanRL SAC's)
 
 Reads every finished run, `DIR/{algo}/{env}/seed{k}/` with a `DONE` marker (written by the local runner and by the
 Slurm job alike), and writes into DIR:
@@ -12,6 +13,8 @@ Slurm job alike), and writes into DIR:
   - curve mean: the mean of a run's evaluation returns over the whole run (the area under its learning curve divided
     by its length, when evaluations are evenly spaced), mean over seeds: less noisy than one final evaluation and
     sensitive to how early a run learns;
+  - training return, last 10k steps: a run's mean `charts/episodic_return` over the training episodes that ended in its
+    last 10,000 env steps, mean over seeds;
   - final return: a run's last `eval/episodic_return` (the final evaluation, itself a mean over its episodes);
     mean ± sample std (ddof 1) over seeds, no std with one seed;
   - IQM: the interquartile mean over seeds, scipy.stats.trim_mean(x, 0.25) as rliable computes it: floor(n / 4)
@@ -38,6 +41,9 @@ Slurm job alike), and writes into DIR:
     seeds a tuned cell that truly matches the best w comes out slightly behind on average;
   - with `--select-seeds 1,2,3`, a second section without that bias: the best fixed cell is picked on those seeds and
     both cells are compared on the other seeds (held out), as one would tune w by hand on some seeds and report others.
+- in `results.md`, the training return per window of `--window` env steps (default 5,000): each seed's mean over the
+  episodes that ended in the window, mean ± std over seeds; with `--reference CSV`, the rows measured elsewhere for
+  the same environments beside ours (see `read_reference`), and `training_curves.png`, the same as curves.
 - `learning_curves.png`: evaluation return against env steps, one panel per environment, the mean over seeds with a
   band of ± one std (seeds interpolated onto the union of their evaluation steps inside their common range).
 """
@@ -55,6 +61,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 EVAL_TAG = "eval/episodic_return"
+TRAIN_TAG = "charts/episodic_return"  # every training episode, at the env step it ended
+RECENT_STEPS = 10_000  # the training-return column: episodes that ended in a run's last 10k env steps
 TUNED_W_TAG = "losses/w"  # logged by --autotune-w runs only
 BOOTSTRAP_RESAMPLES = 2000
 COLUMNS = [
@@ -64,6 +72,7 @@ COLUMNS = [
     "env_steps",
     "first_return_mean",
     "curve_mean",
+    "train_return_recent",
     "final_return_mean",
     "final_return_std",
     "iqm",
@@ -85,7 +94,14 @@ class RunResult:
     returns: np.ndarray  # evaluation returns at those steps
     total_steps: int
     wall_time_s: float
+    train_steps: np.ndarray  # env steps at which training episodes ended, in order
+    train_returns: np.ndarray  # their returns
     final_w: float = math.nan  # the last tuned w (--autotune-w); nan for a fixed w
+
+    def train_return(self, start, end) -> float:
+        """Mean return of the training episodes that ended in (start, end] env steps; nan when none did."""
+        inside = (self.train_steps > start) & (self.train_steps <= end)
+        return float(self.train_returns[inside].mean()) if inside.any() else math.nan
 
     @property
     def first_return(self) -> float:
@@ -184,6 +200,8 @@ def run_result(run_dir: Path, algo: str, env_id: str, seed: int) -> RunResult | 
         returns=np.array([last_at_step[s] for s in steps], dtype=np.float64),
         total_steps=int(max(step for series in scalars.values() for step, _, _ in series)),
         wall_time_s=active_time(event_dir),
+        train_steps=np.array([step for step, _, _ in scalars.get(TRAIN_TAG, [])], dtype=np.int64),
+        train_returns=np.array([value for _, _, value in scalars.get(TRAIN_TAG, [])], dtype=np.float64),
         final_w=max(scalars[TUNED_W_TAG])[2] if scalars.get(TUNED_W_TAG) else math.nan,  # (step, wall, value) at the last step
     )
 
@@ -248,6 +266,9 @@ def summarize(results: list[RunResult]) -> list[dict]:
                 "env_steps": int(np.median([r.total_steps for r in group])),
                 "first_return_mean": float(np.mean([r.first_return for r in group])),
                 "curve_mean": float(np.mean([r.curve_mean for r in group])),
+                "train_return_recent": float(
+                    np.mean([r.train_return(r.total_steps - RECENT_STEPS, r.total_steps) for r in group])
+                ),
                 "final_return_mean": float(finals.mean()),
                 "final_return_std": float(finals.std(ddof=1)) if len(finals) > 1 else math.nan,
                 "iqm": iqm(finals),
@@ -374,7 +395,9 @@ def learning_curves(results: list[RunResult]) -> dict[str, dict[str, tuple[np.nd
     return curves
 
 
-def plot_curves(curves, path: Path) -> None:
+def plot_curves(curves, path: Path, ylabel="eval return (mean ± std over seeds)", dashed=None) -> None:
+    """One panel per environment: each algorithm's mean with a ± std band; `dashed` ({env: {name: [(step, value)]}})
+    adds reference lines."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display
@@ -388,14 +411,17 @@ def plot_curves(curves, path: Path) -> None:
     seeds = {algo: sorted({by_algo[algo][3] for by_algo in curves.values() if algo in by_algo}) for algo in algos}
     legend_rows = -(-len(algos) // 3)  # one legend for all panels, below them: one colour per row of the table
     fig, axes = plt.subplots(nrows, ncols, figsize=(5 * ncols, 3.8 * nrows + 0.3 * legend_rows), squeeze=False)
-    handles = {}
+    handles, labels_extra = {}, {}
     for ax, (env_id, by_algo) in zip(axes.flat, curves.items(), strict=False):
         for algo, (steps, mean, std, _) in by_algo.items():
             (handles[algo],) = ax.plot(steps, mean, marker=".", color=colors[algo])
             ax.fill_between(steps, mean - std, mean + std, color=colors[algo], alpha=0.2, linewidth=0)
+        for name, points in (dashed or {}).get(env_id, {}).items():
+            (handles[name],) = ax.plot(*zip(*sorted(points), strict=True), linestyle="--", color="black", marker=".")
+            labels_extra[name] = name
         ax.set_title(env_id)
         ax.set_xlabel("env steps")
-        ax.set_ylabel("eval return (mean ± std over seeds)")
+        ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[n:]:
         ax.set_visible(False)
@@ -403,7 +429,13 @@ def plot_curves(curves, path: Path) -> None:
     for algo in algos:
         low, high = seeds[algo][0], seeds[algo][-1]  # seeds per env: the fewest and the most
         labels.append(f"{algo} ({low if low == high else f'{low}-{high}'} seed{'s' if high > 1 else ''})")
-    fig.legend([handles[a] for a in algos], labels, loc="lower center", ncol=min(len(algos), 3), frameon=False)
+    fig.legend(
+        [handles[a] for a in [*algos, *labels_extra]],
+        [*labels, *labels_extra.values()],
+        loc="lower center",
+        ncol=min(len(algos) + len(labels_extra), 3),
+        frameon=False,
+    )
     fig.tight_layout(rect=(0, 0.3 * legend_rows / fig.get_figheight() + 0.02, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -416,18 +448,19 @@ def _fmt(x, digits=1):
 def markdown_table(rows: list[dict], left_out: list[str]) -> str:
     tuned = any(not math.isnan(r["final_w"]) for r in rows)
     lines = [
-        "| algorithm | env | seeds | env steps | first eval return | curve mean | final eval return, mean ± std | "
+        "| algorithm | env | seeds | env steps | first eval return | curve mean | training return, last 10k steps | "
+        + "final eval return, mean ± std | "
         + "IQM [95% CI] | "
         + ("final w | " if tuned else "")
         + "env steps/s | wall time / run | critic params |",
-        "|-|-|-|-|-|-|-|-|" + ("-|" if tuned else "") + "-|-|-|",
+        "|-|-|-|-|-|-|-|-|-|" + ("-|" if tuned else "") + "-|-|-|",
     ]
     for r in rows:
         std = "" if math.isnan(r["final_return_std"]) else f" ± {_fmt(r['final_return_std'])}"
         final_w = (("-" if math.isnan(r["final_w"]) else f"{r['final_w']:.3g}") + " | ") if tuned else ""
         lines.append(
             f"| {r['algorithm']} | {r['env']} | {r['seeds']} | {r['env_steps']:,} | {_fmt(r['first_return_mean'])} | "
-            f"{_fmt(r['curve_mean'])} | {_fmt(r['final_return_mean'])}{std} | "
+            f"{_fmt(r['curve_mean'])} | {_fmt(r['train_return_recent'])} | {_fmt(r['final_return_mean'])}{std} | "
             f"{_fmt(r['iqm'])} [{_fmt(r['iqm_ci_low'])}, {_fmt(r['iqm_ci_high'])}] | "
             f"{final_w}{_fmt(r['env_steps_per_s'])} | {r['wall_time_s'] / 60:.1f} min | {_fmt(r['critic_params'], 0)} |"
         )
@@ -437,6 +470,8 @@ def markdown_table(rows: list[dict], left_out: list[str]) -> str:
         "untrained sampler — a random-play reference).",
         "- Curve mean: each run's mean evaluation return over all its evaluations (area under the learning curve), "
         "mean over seeds.",
+        "- Training return, last 10k steps: each run's mean `charts/episodic_return` over the training episodes that ended "
+        "in its last 10,000 env steps (exploring with the training sampler), mean over seeds.",
         "- Final eval return: each run's last `eval/episodic_return` (the final evaluation); mean ± sample std over seeds.",
         "- IQM: scipy.stats.trim_mean(x, 0.25) over seeds as in rliable (floor(n/4) cut from each end: with 3 seeds it is "
         f"the mean); 95% CI: percentile bootstrap over seeds, {BOOTSTRAP_RESAMPLES} resamples, RNG seed 0.",
@@ -454,9 +489,113 @@ def markdown_table(rows: list[dict], left_out: list[str]) -> str:
     return "\n".join(["# Learning benchmark", "", *lines, *notes]) + "\n"
 
 
-def aggregate(out, select_seeds=None) -> list[dict]:
-    """Writes results.csv, results.md and learning_curves.png into out; returns the table's rows. With `select_seeds`,
-    results.md also compares tuned and fixed w on held-out seeds (see `tuned_against_fixed`)."""
+def read_reference(path) -> list[dict]:
+    """Training returns measured elsewhere (e.g. CleanRL's SAC) to show beside ours: a CSV with the columns algorithm,
+    env, seeds, steps_from, steps_to, training_return (mean training episodic return of the episodes that ended in
+    (steps_from, steps_to] env steps) and source."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    needed = {"algorithm", "env", "seeds", "steps_from", "steps_to", "training_return", "source"}
+    if not rows or not needed <= rows[0].keys():
+        raise SystemExit(f"error: {path} needs the CSV columns {', '.join(sorted(needed))}")
+    return [
+        {
+            **r,
+            "seeds": int(r["seeds"]),
+            "steps_from": int(r["steps_from"]),
+            "steps_to": int(r["steps_to"]),
+            "training_return": float(r["training_return"]),
+        }
+        for r in rows
+    ]
+
+
+def training_windows(results: list[RunResult], width: int) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """{(env, algo): (window ends, mean, std)}: each seed's mean training return per window (start, end] of `width` env
+    steps, up to the shortest seed's length; then the mean and std (ddof 1, 0 for one seed) over the seeds that had an
+    episode end in that window."""
+    windows = {}
+    for env_id, algo in sorted({(r.env_id, r.algo) for r in results}):
+        group = [r for r in results if (r.algo, r.env_id) == (algo, env_id)]
+        ends = np.arange(width, min(r.total_steps for r in group) + 1, width)
+        per_seed = np.array([[r.train_return(end - width, end) for end in ends] for r in group]).reshape(len(group), -1)
+        with warnings.catch_warnings():  # a window no seed finished an episode in stays nan
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean = np.nanmean(per_seed, axis=0)
+            counts = (~np.isnan(per_seed)).sum(0)
+            std = np.where(counts > 1, np.nanstd(per_seed, axis=0, ddof=1), 0.0)
+        windows[(env_id, algo)] = (ends, mean, std)
+    return windows
+
+
+def windows_table(results: list[RunResult], width: int, reference: list[dict]) -> str:
+    """The Markdown section of mean training return per window of env steps, ours (mean ± std over seeds) and the
+    reference's rows for the same environments and windows, with each one's last-10k figure."""
+    windows = training_windows(results, width)
+    longest = max(len(ends) for ends, _, _ in windows.values())
+    ends = np.arange(width, (longest + 1) * width, width)
+    label = lambda end: f"{(end - width) / 1000:g}-{end / 1000:g}k"
+    lines = [
+        "",
+        f"## Training return per {width:,} env steps",
+        "",
+        "| algorithm | env | seeds | " + " | ".join(label(e) for e in ends) + " | last 10k |",
+        "|-|-|-|" + "-|" * len(ends) + "-|",
+    ]
+    recent = {(row["env"], row["algorithm"]): row for row in summarize(results)}
+    for env_id in sorted({env for env, _ in windows}):
+        for (env, algo), (mine, mean, std) in windows.items():
+            if env != env_id:
+                continue
+            cells = [
+                "" if i >= len(mine) or math.isnan(mean[i]) else _fmt(mean[i]) + (f" ± {_fmt(std[i])}" if std[i] else "")
+                for i in range(len(ends))
+            ]
+            row = recent[(env, algo)]
+            lines.append(
+                f"| {algo} | {env} | {row['seeds']} | " + " | ".join(cells) + f" | {_fmt(row['train_return_recent'])} |"
+            )
+        for name in sorted({r["algorithm"] for r in reference if r["env"] == env_id}):
+            mine = {(r["steps_from"], r["steps_to"]): r for r in reference if (r["algorithm"], r["env"]) == (name, env_id)}
+            cells = [_fmt(mine[(e - width, e)]["training_return"]) if (e - width, e) in mine else "" for e in ends]
+            last = [r for (start, end), r in mine.items() if end - start == RECENT_STEPS and end == max(e for _, e in mine)]
+            seeds = next(iter(mine.values()))["seeds"]
+            lines.append(
+                f"| {name} (reference) | {env_id} | {seeds} | "
+                + " | ".join(cells)
+                + f" | {_fmt(last[0]['training_return']) if last else ''} |"
+            )
+    lines += [
+        "",
+        "- Each cell: the mean `charts/episodic_return` of the training episodes that ended in that window of env steps, "
+        "per seed, then mean ± std over seeds. Last 10k: as in the table above.",
+    ]
+    for source in dict.fromkeys(r["source"] for r in reference if r["env"] in {env for env, _ in windows}):
+        names = sorted({r["algorithm"] for r in reference if r["source"] == source})
+        lines.append(f"- {', '.join(names)} (reference): {source}")
+    return "\n".join(lines) + "\n"
+
+
+def plot_training_windows(results, width: int, reference: list[dict], path: Path) -> None:
+    """Training return per window, mean ± std over seeds, one panel per environment; reference rows dashed."""
+    curves = {}
+    for (env_id, algo), (ends, mean, std) in training_windows(results, width).items():
+        curves.setdefault(env_id, {})[algo] = (ends, mean, std, sum(r.env_id == env_id and r.algo == algo for r in results))
+    extra = {}
+    for r in reference:
+        if r["env"] in curves and r["steps_to"] - r["steps_from"] == width:
+            extra.setdefault(r["env"], {}).setdefault(f"{r['algorithm']} (reference)", []).append(
+                (r["steps_to"], r["training_return"])
+            )
+    plot_curves(curves, path, ylabel=f"training return per {width:,} steps (mean ± std over seeds)", dashed=extra)
+
+
+def aggregate(out, select_seeds=None, window=5000, reference=None) -> list[dict]:
+    """Writes results.csv, results.md, learning_curves.png and training_curves.png into out; returns the table's rows.
+    results.md also holds the training return per `window` env steps, beside the `reference` CSV's rows when given
+    (see read_reference). With `select_seeds`, it also compares tuned and fixed w on held-out seeds (see
+    `tuned_against_fixed`)."""
+    reference = read_reference(reference) if reference else []
     out = Path(out)
     if not out.is_dir():
         raise SystemExit(f"error: {out} is not a directory")
@@ -472,13 +611,15 @@ def aggregate(out, select_seeds=None) -> list[dict]:
         writer.writeheader()
         for row in rows:
             writer.writerow({k: "" if v is None or (isinstance(v, float) and math.isnan(v)) else v for k, v in row.items()})
-    table = markdown_table(rows, left_out) + comparison_table(tuned_against_fixed(results))
+    table = markdown_table(rows, left_out) + windows_table(results, window, reference)
+    table += comparison_table(tuned_against_fixed(results))
     if select_seeds is not None:
         table += comparison_table(tuned_against_fixed(results, select_seeds), select_seeds)
     (out / "results.md").write_text(table)
     plot_curves(learning_curves(results), out / "learning_curves.png")
+    plot_training_windows(results, window, reference, out / "training_curves.png")
     print(table)
-    print(f"wrote {out / 'results.csv'}, {out / 'results.md'}, {out / 'learning_curves.png'}")
+    print(f"wrote {out / 'results.csv'}, {out / 'results.md'}, {out / 'learning_curves.png'}, {out / 'training_curves.png'}")
     return rows
 
 
@@ -496,14 +637,22 @@ def main(argv=None) -> int:
         help="comma-separated seeds: also compare tuned and fixed w with the best fixed w picked on these seeds and "
         "both judged on the other seeds (held out)",
     )
+    parser.add_argument("--window", type=int, default=5000, help="env steps per window of the training-return table")
+    parser.add_argument(
+        "--reference",
+        metavar="CSV",
+        help="training returns measured elsewhere to show beside ours, e.g. benchmarks/reference/cleanrl_sac.csv",
+    )
     args = parser.parse_args(argv)
+    if args.window < 1:
+        raise SystemExit(f"error: --window must be >= 1, got {args.window}")
     select_seeds = None
     if args.select_seeds is not None:
         try:
             select_seeds = {int(s) for s in args.select_seeds.split(",")}
         except ValueError:
             raise SystemExit(f"error: --select-seeds must be comma-separated integers, got {args.select_seeds!r}") from None
-    aggregate(args.out, select_seeds)
+    aggregate(args.out, select_seeds, args.window, args.reference)
     return 0
 
 

@@ -121,12 +121,12 @@ def test_table_has_the_known_numbers(results):
 
     markdown = (out / "results.md").read_text()
     assert (
-        "| lql | InvertedPendulum-v4 | 3 | 5,000 | 20.0 | 160.0 | 300.0 ± 264.6 | 300.0 [100.0, 600.0] | 25.0 | 3.3 min "
-        "| 266,754 |" in (markdown.splitlines())
+        "| lql | InvertedPendulum-v4 | 3 | 5,000 | 20.0 | 160.0 | 12.0 | 300.0 ± 264.6 | 300.0 [100.0, 600.0] | 25.0 "
+        "| 3.3 min | 266,754 |" in (markdown.splitlines())
     )
     assert (
-        "| nclql | Hopper-v4 | 3 | 5,000 | 20.0 | 210.0 | 400.0 ± 444.4 | 400.0 [50.0, 900.0] | 25.0 | 3.3 min | 281,698 |"
-        in (markdown.splitlines())
+        "| nclql | Hopper-v4 | 3 | 5,000 | 20.0 | 210.0 | 12.0 | 400.0 ± 444.4 | 400.0 [50.0, 900.0] | 25.0 | 3.3 min "
+        "| 281,698 |" in (markdown.splitlines())
     )
     assert "final w" not in markdown  # no run tuned w: no column
     assert (
@@ -150,6 +150,42 @@ def test_learning_curves_are_the_mean_and_std_over_seeds_and_the_png_is_written(
 
     height, width, channels = matplotlib.image.imread(png).shape
     assert width > height > 100 and channels in (3, 4)  # two panels side by side
+
+
+def test_training_return_per_window_and_over_the_last_10k_steps_beside_a_reference(tmp_path):
+    """Training episodes with known returns and end steps: the last-10k column, the per-window table (mean ± std over
+    seeds), the reference rows of the same environment beside them, and the training-return plot."""
+    for seed, offset in ((1, 0.0), (2, 100.0)):
+        run_dir = write_run(
+            tmp_path, "nclql", "Hopper-v4", seed, [(5000, 1.0), (20_000, 2.0)], wall_time=10.0, total_steps=20_000
+        )
+        writer = SummaryWriter(str(next((run_dir / "runs").iterdir())))
+        for step, value in ((4000, 10.0), (6000, 20.0), (9000, 40.0), (12_000, 100.0), (19_000, 300.0)):
+            writer.add_scalar("charts/episodic_return", value + offset, step)
+        writer.close()
+    reference = tmp_path / "reference.csv"
+    reference.write_text(
+        "algorithm,env,seeds,steps_from,steps_to,training_return,source\n"
+        "sac,Hopper-v4,1,5000,10000,77,measured elsewhere\nsac,Hopper-v4,1,10000,20000,555,measured elsewhere\n"
+        "sac,Walker2d-v4,1,5000,10000,66,measured elsewhere\n"
+    )
+    (row,) = aggregate.aggregate(tmp_path, window=5000, reference=reference)
+    assert row["train_return_recent"] == pytest.approx(np.mean([200.0, 300.0]))  # (100 + 300) / 2 and (200 + 400) / 2
+    (result,) = [r for r in aggregate.find_runs(tmp_path)[0] if r.seed == 1]
+    assert result.train_return(0, 5000) == pytest.approx(np.mean([12.0, 10.0]))  # the fixture's episode at step 20 too
+    ends, mean, std = aggregate.training_windows(aggregate.find_runs(tmp_path)[0], 5000)[("Hopper-v4", "nclql")]
+    assert ends.tolist() == [5000, 10000, 15000, 20000]
+    assert mean.tolist() == pytest.approx([36.0, 80.0, 150.0, 350.0])  # seed 1: 11, 30, 100, 300; seed 2: 61, 130, ...
+    assert std.tolist() == pytest.approx([math.sqrt(1250)] + [math.sqrt(5000)] * 3)  # seeds 50, then 100 apart
+    lines = (tmp_path / "results.md").read_text().splitlines()
+    assert "| algorithm | env | seeds | 0-5k | 5-10k | 10-15k | 15-20k | last 10k |" in lines
+    assert "| nclql | Hopper-v4 | 2 | 36.0 ± 35.4 | 80.0 ± 70.7 | 150.0 ± 70.7 | 350.0 ± 70.7 | 250.0 |" in lines
+    assert "| sac (reference) | Hopper-v4 | 1 |  | 77.0 |  |  | 555.0 |" in lines  # its 10-20k figure is the last 10k
+    assert "- sac (reference): measured elsewhere" in lines and not any("Walker2d" in line for line in lines)
+    assert (tmp_path / "training_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (tmp_path / "bad.csv").write_text("algorithm,env\nsac,Hopper-v4\n")
+    with pytest.raises(SystemExit, match="^error: .*bad.csv needs the CSV columns"):
+        aggregate.main([str(tmp_path), "--reference", str(tmp_path / "bad.csv")])
 
 
 def test_curves_of_seeds_with_different_evaluation_steps_are_interpolated_inside_their_common_range(tmp_path):
