@@ -1,39 +1,17 @@
-# Noise-Conditioned Langevin Q-Learning (NC-LQL): docs in README.md; paper: Ki, Ahn, Kim, Lee, arXiv 2602.07873 (2026)
-"""Noise-Conditioned Langevin Q-Learning: actor-free online RL by annealed Langevin sampling of the critic, one file.
+"""Noise-Conditioned Langevin Q-Learning (NC-LQL): actor-free soft Q-learning in one file. Paper: Ki, Ahn, Kim, Lee,
+arXiv 2602.07873 (2026).
 
-There is no actor. The soft policy is the Boltzmann law of the critic, pi(a|s) ∝ exp(Q(s, a) / w), whose score is
-grad_a Q(s, a) / w, so actions are drawn by Langevin dynamics on the critic's action-gradient (spec, section 1).
-Plain Langevin mixes slowly between separated modes of Q; NC-LQL (spec, section 3) also learns Gaussian-smoothed
-critics Q(s, ., l) ≈ E_eps[Q(s, . + sigma_l eps)] for a geometric ladder sigma_0 = sigma_max > ... > sigma_{L-1} =
-sigma_min, and anneals through them, coarse to fine, with step sizes alpha_l = step_size * (sigma_l / sigma_min)^2:
+There is no actor: the policy is the critics' Boltzmann law pi(a|s) ∝ exp(Q(s, a) / w), drawn by annealed Langevin
+dynamics on noise-conditioned critics Q(s, a, l), coarse to fine over the levels sigma_0 = sigma_max > ... > sigma_{L-1}
+= sigma_min, from a ~ Uniform[-1, 1]^d (Q: the critics' mean; alpha_l = step_size * (sigma_l / sigma_min)^2):
 
-    a ~ Uniform[-1, 1]^d
-    for l = 0 .. L-1, T times:  a <- clip(a + (alpha_l / 2) * grad_a Qbar(s, a, l) / w + sqrt(alpha_l) * z, -1, 1)
+    for l = 0 .. L-1, T times:  a <- clip(a + (alpha_l / 2) * grad_a Q(s, a, l) / w + sqrt(alpha_l) * z, -1, 1)
 
-where Qbar is the mean of the two critics; level L-1 is the "clean" critic used for TD learning.
-Every action and every TD-target action costs L * T = 20 critic-gradient evaluations.
-
-`w` here is the TEMPERATURE (bigger w = more exploration). The authors' code instead multiplies a unit-normalised
-gradient of the SUM of both critics by w_code = 500, i.e. a += (alpha / 2) * w_code * g / ||g||. Normalisation
-makes the critic's scale irrelevant, so with `--grad-norm` this script runs exactly that update with
-w = 1 / w_code = 0.002. Without `--grad-norm` (the default, chosen by measurement: see README) w is a true
-temperature of exp(Q / w) at the clean level.
-
-Automatic temperature (`--autotune-w`, opt-in; the paper names hand-tuned w as its main limitation). As in SAC,
-ask for max E[Q] subject to E_s H(pi(.|s)) >= H_target. The Lagrangian max_pi E[Q + w (H(pi) - H_target)] is, for a
-fixed multiplier w, maximised by pi ∝ exp(Q / w): exactly the law the Langevin sampler draws. So w is the
-constraint's multiplier, and the dual problem min_{w > 0} w (E H(pi_w) - H_target) is solved by gradient steps on
-log w with gradient H(pi_w) - H_target (SAC's alpha rule; default target -dim(A)). The dual's curvature is known:
-dH/dlog w = Var_pi(Q / w), which is d/2 for a quadratic Q (H = d/2 log w + const), so each step is a damped Newton
-step, log w -= lr * (H - H_target) / (d / 2): w reaches the target within tens of steps, not thousands (Adam's
-fixed-size steps). H(pi_w) is estimated every few updates from many chains per state on a few replayed states, by the
-Gaussian bound H <= 1/2 log det(2 pi e Cov) (exact for a Gaussian law; the sample log det is bias-corrected). Its
-cost is logged (charts/autotune_time_fraction). Hot start: a young critic's Q is small and flat, so a fixed target is
-met only by a near-greedy w (~0.001 measured), and acting greedily on a critic that knows little stalls exploration
-(README: the Hopper plateau). So the target starts at the uniform law's entropy d log 2 (the most on [-1, 1]^d) and
-falls linearly to H_target over --autotune-cooling-fraction of learning (as CleanRL DQN's epsilon): w cools as the
-critic learns, as a fixed w does implicitly while Q grows. Default: all of learning; cooled within half of it, Walker2d's
-policy stayed near-greedy for the second half and trailed (README, "Automatic temperature against fixed w").
+The critics learn by TD at the clean level L-1, y = reward_scale * r + gamma * (1 - terminated) * min_i Q_i^targ(s', a'),
+a' from the same sampler, and level l by regressing Q(s, a + sigma_l * eps, l) onto the clean Q(s, a): a smoothed critic.
+`w` is the TEMPERATURE of pi ∝ exp(Q / w): bigger explores more. The authors' code multiplies a unit-normalised gradient
+by w = 500 instead; `--grad-norm` does the same with w = 1/500 = 0.002 (their sampler exactly is `--grad-norm --w 0.002
+--step-size 1e-4`). `--autotune-w` tunes w toward a target entropy: docs/autotune.md. Docs: docs/nclql.md.
 """
 
 import copy
@@ -67,161 +45,114 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # finish the step, checkpoint, e
 
 @dataclass
 class Args:
-    exp_name: str = os.path.basename(__file__)[: -len(".py")]
-    """the name of this experiment (part of the run directory name)"""
-    seed: int = 1
-    """seed of the experiment (torch, numpy, random and the environments)"""
-    torch_deterministic: bool = True
-    """if toggled, sets `torch.backends.cudnn.deterministic=True` (reproducible CUDA kernels)"""
-    cuda: bool = False
-    """if toggled, runs on CUDA (fails clearly when no GPU is visible)"""
-    capture_video: bool = False
-    """if toggled, records videos of the first training environment under `videos/{run_name}`"""
-    compile: bool = False
-    """if toggled, compiles the whole update and the acting sampler with torch.compile (same numbers, about 2x faster)"""
-    cudagraphs: bool = False
-    """if toggled (with --cuda), replays the update and the acting sampler from CUDA graphs (same numbers, fewer launches)"""
-    save_model: bool = False
-    """if toggled, saves the critics and the Args to `runs/{run_name}/{exp_name}.cleanrl_model` at the end"""
-    threads: int = 1
-    """torch's CPU threads (0: torch's default, one per core); small networks run fastest on one, above all on a shared CPU"""
-    track: bool = False
-    """if toggled, this experiment will be tracked with Weights and Biases (the TensorBoard logs, synced)"""
-    wandb_project_name: str = "lql"
-    """the wandb's project name"""
-    wandb_entity: str | None = None
-    """the entity (team) of wandb's project"""
-
-    # Algorithm specific arguments
-    env_id: str = "Walker2d-v4"
-    """the id of a gymnasium environment with a bounded Box action space"""
-    total_timesteps: int = 5_000_000
-    """total environment steps, summed over the parallel environments (authors: 5e6)"""
-    num_envs: int = 5
-    """number of parallel environments; one gradient update per vector step (authors: 5)"""
-    buffer_size: int = 1_000_000
-    """the replay memory size (transitions)"""
-    gamma: float = 0.99
-    """the discount factor"""
-    tau: float = 0.005
-    """the Polyak averaging rate of the target critics"""
-    batch_size: int = 256
-    """the minibatch size of each update"""
-    learning_starts: int = 30_000
-    """environment steps of uniform random actions before learning starts (authors: 30k)"""
-    learning_rate: float = 1e-4
-    """the Adam learning rate of the critics"""
-    reward_scale: float = 0.2
-    """rewards are multiplied by this in the TD target (authors: 0.2)"""
-    w: float = 0.1
-    """temperature of the soft policy pi ∝ exp(Q / w); bigger explores more (authors' w_code = 500 is 1/w with --grad-norm)"""
-    num_levels: int = 10
-    """number L of noise levels (authors: 10)"""
-    sigma_max: float = 0.1
-    """largest noise level sigma_0 (authors: 0.1)"""
-    sigma_min: float = 0.001
-    """smallest noise level sigma_{L-1}, the clean critic's (authors: 0.001)"""
-    steps_per_level: int = 2
-    """Langevin steps T at each noise level (authors: 2)"""
-    step_size: float = 1e-5
-    """clean-level Langevin step; level l uses step_size * (sigma_l / sigma_min)^2 (authors: 1e-4; README: why 1e-5)"""
-    grad_norm: bool = False
-    """if toggled, unit-normalises the action-gradient per chain, as the authors' code does (then w = 1/w_code)"""
-    num_particles: int = 1
-    """chains per state; the action is the one with the highest min_i Q_i at the clean level (authors: 1)"""
-    eval_frequency: int = 125_000
-    """evaluate every this many environment steps (0 disables periodic evaluation; a final one always runs)"""
-    eval_episodes: int = 20
-    """episodes per evaluation, run in parallel on separate environments (authors: 20)"""
-    log_frequency: int = 100
-    """log losses and sampler diagnostics every this many updates"""
-    autotune_w: bool = False
-    """if toggled, adapts w during training toward a target entropy by a dual step on log w, as SAC tunes its alpha"""
-    target_entropy_per_dim: float = -1.0
-    """--autotune-w aims at this entropy (nats) per action dimension, in [-1, 1]^d: -1 is SAC's target -dim(A)"""
-    autotune_frequency: int = 10
-    """updates between two entropy estimates and dual steps"""
-    autotune_states: int = 4
-    """states (from the replay batch) per entropy estimate"""
-    autotune_chains: int = 64
-    """chains per state for the entropy estimate (must exceed dim(A) + 1: a full covariance per state)"""
-    autotune_lr: float = 0.05
-    """dual step on log w as a fraction of the Newton step, in (0, 1]: 1 solves a quadratic Q at once; less averages noise"""
-    autotune_cooling_fraction: float = 1.0
-    """the target entropy falls from the uniform law's (d log 2) to the target over this fraction of the learning steps"""
-    checkpoint_frequency: int = 100_000
-    """write runs/{run_name}/checkpoint.pt every this many env steps (0: only when interrupted); atomic, latest only"""
-    checkpoint_buffer: bool = True
-    """if toggled, checkpoints hold the replay buffer too (exact resume); --no-checkpoint-buffer for small files"""
-    resume: str | None = None
-    """continue the run of this checkpoint: give the run's own command line plus --resume PATH"""
-    eval_checkpoint: str | None = None
-    """evaluate the critics of this checkpoint or saved model (--eval-episodes, --capture-video) instead of training"""
+    # core
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]  # the name of this experiment (part of the run directory name)
+    seed: int = 1  # seed of the experiment (torch, numpy, random and the environments)
+    torch_deterministic: bool = True  # if toggled, sets `torch.backends.cudnn.deterministic=True`
+    cuda: bool = False  # if toggled, runs on CUDA (fails clearly when no GPU is visible)
+    track: bool = False  # if toggled, tracks the experiment with Weights and Biases (the TensorBoard logs, synced)
+    wandb_project_name: str = "lql"  # the wandb's project name
+    wandb_entity: str | None = None  # the entity (team) of wandb's project
+    capture_video: bool = False  # if toggled, records videos of the first training environment under `videos/{run_name}`
+    save_model: bool = False  # if toggled, saves the critics and Args to `runs/{run_name}/{exp_name}.cleanrl_model` at the end
+    # algorithm
+    env_id: str = "Walker2d-v4"  # the id of a gymnasium environment with a bounded Box action space
+    total_timesteps: int = 5_000_000  # total environment steps, summed over the parallel environments (authors: 5e6)
+    num_envs: int = 5  # number of parallel environments; one gradient update per vector step (authors: 5)
+    buffer_size: int = 1_000_000  # the replay memory size (transitions)
+    gamma: float = 0.99  # the discount factor
+    tau: float = 0.005  # the Polyak averaging rate of the target critics
+    batch_size: int = 256  # the minibatch size of each update
+    learning_starts: int = 30_000  # environment steps of uniform random actions before learning starts (authors: 30k)
+    learning_rate: float = 1e-4  # the Adam learning rate of the critics
+    reward_scale: float = 0.2  # rewards are multiplied by this in the TD target (authors: 0.2)
+    w: float = 0.1  # temperature of pi ∝ exp(Q / w); bigger explores more (authors' 500 is 1/w with --grad-norm)
+    num_levels: int = 10  # number L of noise levels (authors: 10)
+    sigma_max: float = 0.1  # largest noise level sigma_0 (authors: 0.1)
+    sigma_min: float = 0.001  # smallest noise level sigma_{L-1}, the clean critic's (authors: 0.001)
+    steps_per_level: int = 2  # Langevin steps T at each noise level (authors: 2)
+    step_size: float = 1e-5  # clean-level Langevin step; level l uses step_size * (sigma_l / sigma_min)^2 (authors: 1e-4)
+    grad_norm: bool = False  # if toggled, unit-normalises the action-gradient per chain as the authors do (then w = 1/500)
+    num_particles: int = 1  # chains per state; the action is the one with the highest min_i Q_i at the clean level
+    # speed (docs/speed.md)
+    compile: bool = False  # if toggled, compiles the update and the acting sampler with torch.compile (same numbers)
+    cudagraphs: bool = False  # if toggled (with --cuda), replays the update and the acting sampler from CUDA graphs
+    threads: int = 1  # torch's CPU threads (0: torch's default, one per core); small networks run fastest on one
+    # automatic temperature (docs/autotune.md)
+    autotune_w: bool = False  # if toggled, adapts w toward a target entropy by a dual step on log w, as SAC tunes alpha
+    target_entropy_per_dim: float = -1.0  # the target entropy (nats) per action dimension in [-1, 1]^d; -1: SAC's -dim(A)
+    autotune_frequency: int = 10  # updates between two entropy estimates and dual steps
+    autotune_states: int = 4  # states (from the replay batch) per entropy estimate
+    autotune_chains: int = 64  # chains per state for the entropy estimate (must exceed dim(A) + 1: a covariance per state)
+    autotune_lr: float = 0.05  # dual step on log w as a fraction of the Newton step, in (0, 1]; less averages noise
+    autotune_cooling_fraction: float = 1.0  # the target falls from the uniform law's d log 2 over this fraction of learning
+    # checkpoints and evaluation (docs/checkpoints.md)
+    eval_frequency: int = 125_000  # evaluate every this many env steps (0: never periodically; a final one always runs)
+    eval_episodes: int = 20  # episodes per evaluation, run in parallel on separate environments (authors: 20)
+    log_frequency: int = 100  # log losses and sampler diagnostics every this many updates
+    checkpoint_frequency: int = 100_000  # write runs/{run_name}/checkpoint.pt every this many env steps (0: on a stop only)
+    checkpoint_buffer: bool = True  # if toggled, checkpoints hold the replay buffer (exact resume); off: small files
+    resume: str | None = None  # continue the run of this checkpoint: give the run's own command line plus --resume PATH
+    eval_checkpoint: str | None = None  # evaluate the critics of this checkpoint or saved model instead of training
 
 
 def check_args(args: Args) -> None:
     """Refuses bad input with a one-line message before anything is built."""
-    problems = []
-    if not args.w > 0:
-        problems.append(f"--w must be > 0 (the temperature of pi ∝ exp(Q/w)), got {args.w}")
-    if args.num_levels < 1:
-        problems.append(f"--num-levels must be >= 1, got {args.num_levels}")
-    if not 0 < args.sigma_min:
-        problems.append(f"--sigma-min must be > 0, got {args.sigma_min}")
-    if args.num_levels > 1 and not args.sigma_max > args.sigma_min:
-        problems.append(f"--sigma-max ({args.sigma_max}) must be > --sigma-min ({args.sigma_min}) when --num-levels > 1")
-    if args.steps_per_level < 1:
-        problems.append(f"--steps-per-level must be >= 1, got {args.steps_per_level}")
-    if not args.step_size > 0:
-        problems.append(f"--step-size must be > 0, got {args.step_size}")
-    for name in (
-        "total_timesteps",
-        "num_envs",
-        "buffer_size",
-        "batch_size",
-        "eval_episodes",
-        "log_frequency",
-        "num_particles",
-    ):
-        if getattr(args, name) < 1:
-            problems.append(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    if args.autotune_w and (args.autotune_frequency < 1 or args.autotune_states < 1 or not 0 < args.autotune_lr <= 1):
-        problems.append("--autotune-frequency and --autotune-states must be >= 1 and --autotune-lr in (0, 1] (a Newton step)")
-    if not 0 <= args.autotune_cooling_fraction <= 1:
-        problems.append(f"--autotune-cooling-fraction must be in [0, 1], got {args.autotune_cooling_fraction}")
-    for name in ("learning_starts", "eval_frequency", "checkpoint_frequency"):
-        if getattr(args, name) < 0:
-            problems.append(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
-    if not 0 <= args.gamma <= 1:
-        problems.append(f"--gamma must be in [0, 1], got {args.gamma}")
-    if not 0 < args.tau <= 1:
-        problems.append(f"--tau must be in (0, 1], got {args.tau}")
-    if not args.learning_rate > 0:
-        problems.append(f"--learning-rate must be > 0, got {args.learning_rate}")
-    if args.resume and args.eval_checkpoint:
-        problems.append("--resume (continue training) and --eval-checkpoint (evaluate only) exclude each other")
-    if args.cuda and not torch.cuda.is_available():
-        problems.append("--cuda was given but torch sees no CUDA device")
-    if args.cudagraphs and not args.cuda:
-        problems.append("--cudagraphs needs --cuda (CUDA graphs run on a GPU only)")
-    if args.threads < 0:
-        problems.append(f"--threads must be >= 0 (0: torch's default), got {args.threads}")
-    if not args.eval_checkpoint:  # runs that could never make an update
-        if args.batch_size > args.buffer_size:
-            problems.append(f"--batch-size {args.batch_size} exceeds --buffer-size {args.buffer_size}: nothing would train")
-        if args.learning_starts >= args.total_timesteps:
-            problems.append(
-                f"--learning-starts {args.learning_starts} is not shorter than --total-timesteps {args.total_timesteps}: "
-                "the run would end in the random warm-up, before any update"
-            )
-        elif args.batch_size > args.total_timesteps:
-            problems.append(
-                f"--batch-size {args.batch_size} exceeds --total-timesteps {args.total_timesteps}: nothing would train"
-            )
-    if args.track and importlib.util.find_spec("wandb") is None:
-        problems.append("--track needs wandb: pip install wandb")
-    if args.capture_video and importlib.util.find_spec("moviepy") is None:  # gymnasium's RecordVideo writes with it
-        problems.append("--capture-video needs moviepy: pip install moviepy")
+    bounds = [  # (rule, test, flags)
+        ("> 0", lambda v: v > 0, "w sigma_min step_size learning_rate"),
+        (
+            ">= 1",
+            lambda v: v >= 1,
+            "num_levels steps_per_level total_timesteps num_envs buffer_size batch_size eval_episodes log_frequency "
+            "num_particles",
+        ),
+        (">= 0", lambda v: v >= 0, "learning_starts eval_frequency checkpoint_frequency threads"),
+        ("in [0, 1]", lambda v: 0 <= v <= 1, "gamma autotune_cooling_fraction"),
+        ("in (0, 1]", lambda v: 0 < v <= 1, "tau"),
+    ]
+    notes = {"w": " (the temperature of pi ∝ exp(Q/w))", "threads": " (0: torch's default)"}
+    problems = [
+        f"--{name.replace('_', '-')} must be {rule}{notes.get(name, '')}, got {getattr(args, name)}"
+        for rule, test, names in bounds
+        for name in names.split()
+        if not test(getattr(args, name))
+    ]
+    can_train = not args.eval_checkpoint  # runs that could never make an update
+    refusals = [
+        (
+            args.num_levels > 1 and not args.sigma_max > args.sigma_min,
+            f"--sigma-max ({args.sigma_max}) must be > --sigma-min ({args.sigma_min}) when --num-levels > 1",
+        ),
+        (
+            args.autotune_w and (args.autotune_frequency < 1 or args.autotune_states < 1 or not 0 < args.autotune_lr <= 1),
+            "--autotune-frequency and --autotune-states must be >= 1 and --autotune-lr in (0, 1] (a Newton step)",
+        ),
+        (
+            args.resume and args.eval_checkpoint,
+            "--resume (continue training) and --eval-checkpoint (evaluate only) exclude each other",
+        ),
+        (args.cuda and not torch.cuda.is_available(), "--cuda was given but torch sees no CUDA device"),
+        (args.cudagraphs and not args.cuda, "--cudagraphs needs --cuda (CUDA graphs run on a GPU only)"),
+        (
+            can_train and args.batch_size > args.buffer_size,
+            f"--batch-size {args.batch_size} exceeds --buffer-size {args.buffer_size}: nothing would train",
+        ),
+        (
+            can_train and args.learning_starts >= args.total_timesteps,
+            f"--learning-starts {args.learning_starts} is not shorter than --total-timesteps {args.total_timesteps}: "
+            "the run would end in the random warm-up, before any update",
+        ),
+        (
+            can_train and args.learning_starts < args.total_timesteps and args.batch_size > args.total_timesteps,
+            f"--batch-size {args.batch_size} exceeds --total-timesteps {args.total_timesteps}: nothing would train",
+        ),
+        (args.track and importlib.util.find_spec("wandb") is None, "--track needs wandb: pip install wandb"),
+        (  # gymnasium's RecordVideo writes with moviepy
+            args.capture_video and importlib.util.find_spec("moviepy") is None,
+            "--capture-video needs moviepy: pip install moviepy",
+        ),
+    ]
+    problems += [message for refused, message in refusals if refused]
     if problems:
         raise SystemExit("error: " + "; ".join(problems))
     try:
@@ -235,8 +166,8 @@ def check_args(args: Args) -> None:
         raise SystemExit(f"error: {args.env_id} has a {type(space).__name__} action space; NC-LQL needs a continuous Box")
     if args.autotune_w and args.autotune_chains <= space.shape[0] + 1:
         raise SystemExit(f"error: --autotune-chains must exceed dim(A) + 1 = {space.shape[0] + 1} (a covariance per state)")
-    if args.autotune_w and args.target_entropy_per_dim >= math.log(2):
-        raise SystemExit(  # the uniform law on the box has the most entropy: the tuner would raise w forever
+    if args.autotune_w and args.target_entropy_per_dim >= math.log(2):  # the uniform law has the most: w would rise forever
+        raise SystemExit(
             f"error: --target-entropy-per-dim {args.target_entropy_per_dim} is unreachable: the most any law on [-1, 1]^d "
             f"has is log 2 = {math.log(2):.3f} per dimension"
         )
@@ -247,9 +178,8 @@ def check_args(args: Args) -> None:
 
 
 def check_rendering(env_id):
-    """--capture-video renders one frame before anything is written: a machine that cannot render is refused in one
-    line, not with a traceback and an empty videos/ folder. Without a display MuJoCo's default (GLFW) cannot render,
-    so EGL is then the default."""
+    """Renders one frame before anything is written: a machine that cannot render is refused in one line. Without a
+    display MuJoCo's default (GLFW) cannot render, so EGL is then the default."""
     if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
         os.environ["MUJOCO_GL"] = "egl"
     try:
@@ -278,8 +208,7 @@ def make_env(env_id, seed, idx, capture_video, run_name):
 
 
 def make_vector_env(env_id, seed, num_envs, capture_video=False, run_name=""):
-    # SAME_STEP autoreset: the true last observation of an ended episode is in infos["final_obs"], so no stored
-    # transition spans a reset (gymnasium 1.x; CleanRL's scripts mishandle the NEXT_STEP default).
+    # SAME_STEP autoreset: an ended episode's true last observation is in infos["final_obs"], so no transition spans a reset
     envs = gym.vector.SyncVectorEnv(
         [make_env(env_id, seed, i, capture_video, run_name) for i in range(num_envs)],
         autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
@@ -288,8 +217,7 @@ def make_vector_env(env_id, seed, num_envs, capture_video=False, run_name=""):
 
 
 def real_next_observations(next_obs, terminations, truncations, infos):
-    """s' of each transition: the returned observation, except for ended episodes, whose true last observation
-    gymnasium's SAME_STEP autoreset puts in infos["final_obs"] (the returned one already starts the next episode)."""
+    """s' of each transition: the returned observation, except for ended episodes (whose returned one starts the next)."""
     real_next_obs = next_obs.copy()
     for i in np.flatnonzero(np.logical_or(terminations, truncations)):
         real_next_obs[i] = infos["final_obs"][i]
@@ -297,7 +225,7 @@ def real_next_observations(next_obs, terminations, truncations, infos):
 
 
 class ActionScaler:
-    """Maps sampler actions in [-1, 1]^d linearly to the environment's Box bounds (spec, section 1; no tanh)."""
+    """Maps sampler actions in [-1, 1]^d linearly to the environment's Box bounds (no tanh)."""
 
     def __init__(self, space: gym.spaces.Box):
         self.low = space.low.astype(np.float64)
@@ -307,22 +235,21 @@ class ActionScaler:
         return (self.low + (actions + 1) * self.half_range).astype(np.float32)
 
 
-# ALGO LOGIC: initialize agent here:
+# ALGO LOGIC: the noise-conditioned critics, the annealed sampler, the replay buffer and the update (docs/nclql.md)
 def tanh_softplus(z):
-    """tanh(softplus(z)) from one exp: tanh(log(1 + e^z)) = n / (n + 2) with n = e^z (e^z + 2); torch's mish costs
-    a softplus (exp, log1p) and a tanh forward and more backward. Equal to float precision."""
+    """tanh(softplus(z)) from one exp: n / (n + 2) with n = e^z (e^z + 2), cheaper than torch's mish; also returns e^z."""
     e = torch.exp(z.clamp(max=20.0))  # beyond 20, tanh(softplus(z)) == 1 in float32
     n = e * (e + 2)
     return n / (n + 2), e
 
 
 def mish(z):
-    """mish(z) = z * tanh(softplus(z)), the critics' activation (spec, section 3), cheap forward and backward."""
+    """mish(z) = z * tanh(softplus(z)), the critics' activation."""
     return z * tanh_softplus(z)[0]
 
 
 def mish_and_derivative(z):
-    """mish(z) and mish'(z) = t + z (1 - t^2) sigmoid(z), t = tanh(softplus(z)): the hand-written gradient's need."""
+    """mish(z) and mish'(z) = t + z (1 - t^2) sigmoid(z), t = tanh(softplus(z)), for the hand-written gradient."""
     t, e = tanh_softplus(z)
     return z * t, t + z * (1 - t**2) * (e / (1 + e))
 
@@ -338,33 +265,31 @@ class EnsembleLinear(nn.Module):
         self.weight = nn.Parameter(nn.init.trunc_normal_(weight, std=std, a=-2 * std, b=2 * std))
         self.bias = nn.Parameter(torch.zeros(n_members, 1, out_features)) if bias else None
 
-    def forward(self, x):
+    def forward(self, x):  # x is (E, N, in), or (N, in) shared by every member
         if self.bias is None:
             return torch.matmul(x, self.weight)
-        return torch.matmul(x, self.weight) + self.bias  # x is (E, N, in), or (N, in) shared by every member
+        return torch.matmul(x, self.weight) + self.bias
 
 
 def noise_levels(sigma_max, sigma_min, num_levels):
-    """Geometric ladder sigma_0 = sigma_max > ... > sigma_{L-1} = sigma_min (spec, section 3); [sigma_min] if L = 1."""
+    """Geometric ladder sigma_0 = sigma_max > ... > sigma_{L-1} = sigma_min; [sigma_min] if L = 1."""
     if num_levels == 1:
         return torch.tensor([sigma_min], dtype=torch.float64)
     return torch.logspace(np.log10(sigma_max), np.log10(sigma_min), num_levels, dtype=torch.float64)
 
 
 def sinusoidal_embedding(levels, dim=16):
-    """(N,) integer levels -> (N, dim) sin/cos features at geometric frequencies, as diffusion models embed time,
-    scaled by 1/sqrt(dim) as the authors' code does (unit norm / sqrt(2))."""
+    """(N,) integer levels -> (N, dim) sin/cos features at geometric frequencies (as diffusion models embed time),
+    scaled by 1/sqrt(dim) as the authors' code does."""
     freqs = torch.exp(-math.log(10_000.0) * torch.arange(dim // 2, device=levels.device) / (dim // 2))
     angles = levels.float()[:, None] * freqs
     return torch.cat([angles.sin(), angles.cos()], dim=-1) / math.sqrt(dim)
 
 
 class CriticEnsemble(nn.Module):
-    """Two noise-conditioned critics Q_i(s, a, l) (spec, section 3): the level goes through a 16-dim sinusoidal
-    embedding and Linear(32)-mish-Linear(16); concat(s, a, embedding) -> 3 x 256 mish -> 1. Evaluated as one ensemble.
-
-    The first layer is split into state, level and action parts, so that the parts constant along a Langevin chain
-    (the state's, and the level's at each level) are computed once per chain or level, not once per step."""
+    """Two noise-conditioned critics Q_i(s, a, l), evaluated as one ensemble: the level's 16-dim embedding goes through
+    Linear(32)-mish-Linear(16); concat(s, a, embedding) -> 3 x 256 mish -> 1. The first layer is split into state,
+    level and action parts: the first two are constant along a chain at one level, so computed once there."""
 
     def __init__(self, obs_dim, act_dim, n_critics=2, hidden_dim=256, n_hidden_layers=3, embed_dim=16):
         super().__init__()
@@ -378,17 +303,13 @@ class CriticEnsemble(nn.Module):
         self.hidden = nn.ModuleList(EnsembleLinear(n_critics, hidden_dim, hidden_dim) for _ in range(n_hidden_layers - 1))
         self.out = EnsembleLinear(n_critics, hidden_dim, 1)
 
-    def state_features(self, obs):
-        """(N, obs_dim) -> (E, N, hidden): the state's contribution to the first layer, bias included."""
+    def state_features(self, obs):  # (N, obs_dim) -> (E, N, hidden), bias included
         return self.state_in(obs)
 
-    def level_features(self, levels):
-        """(N,) or (1,) integer levels -> (E, N, hidden): the level embedding's contribution to the first layer."""
-        embedding = self.level_mlp_out(mish(self.level_mlp_in(sinusoidal_embedding(levels, self.embed_dim))))
-        return self.level_in(embedding)
+    def level_features(self, levels):  # (N,) or (1,) integer levels -> (E, N, hidden)
+        return self.level_in(self.level_mlp_out(mish(self.level_mlp_in(sinusoidal_embedding(levels, self.embed_dim)))))
 
-    def q_from_features(self, features, actions):
-        """(E, N, hidden) state + level features, (N, act_dim) -> (E, N) Q-values of every critic."""
+    def q_from_features(self, features, actions):  # (E, N, hidden) state + level features, (N, act_dim) -> (E, N)
         h = mish(features + self.action_in(actions))
         for layer in self.hidden:
             h = mish(layer(h))
@@ -396,8 +317,7 @@ class CriticEnsemble(nn.Module):
 
     @torch.no_grad()
     def mean_action_gradient(self, features, actions):
-        """grad_a of the critics' mean Q, by backpropagating through the MLP by hand: no autograd graph and no
-        parameter gradients at all, and about 2x faster than autograd (the Langevin loop's hot path)."""
+        """grad_a of the critics' mean Q, backpropagated by hand: no autograd graph, about 2x faster (the hot path)."""
         h, slope = mish_and_derivative(features + self.action_in(actions))
         slopes = [slope]
         for layer in self.hidden:
@@ -413,8 +333,7 @@ class CriticEnsemble(nn.Module):
 
 
 def action_gradient(q_fn, actions):
-    """grad_a sum_n q_fn(a)_n = per-chain action-gradients. Only the actions require a gradient here, so autograd
-    computes no parameter gradients and leaves the critics' `.grad` untouched."""
+    """Per-chain grad_a of q_fn by autograd; only the actions require a gradient, so the critics' `.grad` stay untouched."""
     with torch.enable_grad():
         a = actions.detach().requires_grad_(True)
         (grad,) = torch.autograd.grad(q_fn(a).sum(), a)
@@ -422,11 +341,9 @@ def action_gradient(q_fn, actions):
 
 
 def annealed_langevin_sample(q_fn, actions, w, sigmas, steps_per_level, step_size, grad_norm=False, grad_fn=None):
-    """Annealed Langevin dynamics (spec, section 3). `q_fn(actions, level)` maps (N, d) actions and a level index to N
-    values; `sigmas` decreases. Level l runs `steps_per_level` steps of size alpha_l = step_size * (sigmas[l] /
-    sigmas[-1])^2, each  a <- clip(a + alpha_l/2 * g / w + sqrt(alpha_l) * z, -1, 1)  with g = grad_a q_fn(a, l)
-    (unit-normalised per chain when `grad_norm`). `actions` (N, d) start N chains; returns the last iterates.
-    `grad_fn(a, level)`, when given, supplies g directly (the critics' hand-written gradient) instead of autograd."""
+    """Annealed Langevin dynamics from the N chains `actions` (N, d); returns the last iterates. Level l runs
+    `steps_per_level` steps a <- clip(a + alpha_l / 2 * g / w + sqrt(alpha_l) * z, -1, 1), alpha_l = step_size *
+    (sigmas[l] / sigmas[-1])^2, g = grad_a q_fn(a, l) (from `grad_fn` if given; unit-normalised when `grad_norm`)."""
     grad_fn = grad_fn or (lambda a, level: action_gradient(lambda x: q_fn(x, level), a))
     sigmas = torch.as_tensor(sigmas, dtype=torch.float64)
     alphas = (step_size * (sigmas / sigmas[-1]) ** 2).tolist()  # host floats: no device sync inside the loop
@@ -442,8 +359,8 @@ def annealed_langevin_sample(q_fn, actions, w, sigmas, steps_per_level, step_siz
 
 
 def mean_critic(qf, obs):
-    """q_fn and grad_fn for the sampler: (a, level) -> mean over the critics of Q_i(s, a, level) (the mean keeps w the
-    true temperature) and its action-gradient. State and level features are computed once per call and level."""
+    """The sampler's q_fn and grad_fn: (a, level) -> the critics' mean Q (the mean keeps w the true temperature) and
+    its action-gradient; the state and level features are computed once per call and level."""
     state_features = qf.state_features(obs)
     level_features = {}
 
@@ -460,8 +377,8 @@ def mean_critic(qf, obs):
 
 
 def sample_actions(qf, obs, sigmas, args, w=None):
-    """One action per state: `num_particles` annealed chains from Uniform[-1, 1]^d on the mean of the online critics;
-    with several, the one with the highest min_i Q_i at the clean level is kept (as in the authors' code)."""
+    """One action per state: `num_particles` annealed chains from Uniform[-1, 1]^d on the online critics' mean; with
+    several, the one with the highest min_i Q_i at the clean level is kept, as in the authors' code. w=None: args.w."""
     n_states, n_particles = obs.shape[0], args.num_particles
     obs_per_chain = obs.repeat_interleave(n_particles, 0) if n_particles > 1 else obs
     start = torch.rand(n_states * n_particles, qf.action_in.weight.shape[1], device=obs.device) * 2 - 1
@@ -479,8 +396,8 @@ def sample_actions(qf, obs, sigmas, args, w=None):
 
 
 class ReplayBuffer:
-    """Uniform replay over preallocated tensors on the training device. Actions are stored in [-1, 1]^d; a
-    transition stores `terminated` only (a time-limit truncation still bootstraps, from the true final obs)."""
+    """Uniform replay over preallocated tensors on the training device; actions in [-1, 1]^d. Only `terminated` is
+    stored: a time-limit truncation still bootstraps, from the true final observation."""
 
     FIELDS = ("obs", "next_obs", "actions", "rewards", "terminations")
 
@@ -493,8 +410,7 @@ class ReplayBuffer:
         self.terminations = torch.zeros(capacity, dtype=torch.float32, device=device)
         self.pos, self.size = 0, 0
 
-    def add(self, obs, next_obs, actions, rewards, terminations):
-        """Adds a batch of n transitions (one per environment), overwriting the oldest when full."""
+    def add(self, obs, next_obs, actions, rewards, terminations):  # one transition per environment; the oldest go first
         n = len(rewards)
         idx = torch.arange(self.pos, self.pos + n, device=self.device) % self.capacity
         for field, value in zip(self.FIELDS, (obs, next_obs, actions, rewards, terminations), strict=True):
@@ -502,8 +418,7 @@ class ReplayBuffer:
         self.pos = (self.pos + n) % self.capacity
         self.size = min(self.size + n, self.capacity)
 
-    def state_dict(self):
-        """The filled part only (rows 0 .. size-1: the buffer fills from 0 and wraps only when full)."""
+    def state_dict(self):  # the filled rows only: the buffer fills from row 0 and wraps only when full
         return {"pos": self.pos, "size": self.size, **{f: getattr(self, f)[: self.size].clone() for f in self.FIELDS}}
 
     def load_state_dict(self, state):
@@ -517,9 +432,8 @@ class ReplayBuffer:
 
 
 def noise_conditioning_loss(qf, obs, actions, sigmas, smoothed_target):
-    """The noise-conditioning step: l ~ U{0..L-2}, a~ = a + sigma_l * eps (unclipped); each Q_i(s, a~, l) regresses onto
-    `smoothed_target`, the online critics' mean at (s, a) at the clean level (no gradient), so Q(s, ., l) learns the
-    sigma_l-smoothed clean critic. Returns the sum over the critics of their mean squared errors."""
+    """l ~ U{0..L-2}, a~ = a + sigma_l * eps (unclipped); each Q_i(s, a~, l) regresses onto `smoothed_target` (the clean
+    critics' mean at (s, a)), so Q(s, ., l) learns the sigma_l-smoothed clean critic. The sum of the critics' MSEs."""
     levels = torch.randint(0, len(sigmas) - 1, (obs.shape[0],), device=obs.device)
     # the ladder on the device by fill kernels: a host-to-device copy would break CUDA-graph capture (--cudagraphs)
     level_sigmas = torch.stack([torch.full((), s, dtype=actions.dtype, device=obs.device) for s in sigmas.tolist()])
@@ -528,11 +442,11 @@ def noise_conditioning_loss(qf, obs, actions, sigmas, smoothed_target):
 
 
 def update_critics(qf, qf_target, optimizer, batch, sigmas, args, w=None):
-    """One training iteration exactly as the spec's section 3:
-    1. a' ~ annealed Langevin on the online critics at s'; y = scale * r + gamma * (1 - term) * min_i Q_i^targ(s', a', L-1);
+    """One training iteration:
+    1. a' by the sampler on the online critics at s'; y = scale * r + gamma * (1 - term) * min_i Q_i^targ(s', a', L-1);
     2. TD step: Q_i(s, a, L-1) regresses onto y (one Adam step);
-    3. noise conditioning (`noise_conditioning_loss`): the target is the clean critics' mean at (s, a) from step 2's
-       forward pass, i.e. BEFORE the TD step, as in the authors' code; a second Adam step on the TD-updated critics;
+    3. noise conditioning onto the clean critics' mean at (s, a) from step 2's forward pass, i.e. from BEFORE the TD
+       step, as in the authors' code; a second Adam step;
     4. Polyak update of the targets."""
     obs, actions, rewards, next_obs, terminations = batch
     clean = torch.full((1,), len(sigmas) - 1, dtype=torch.long, device=obs.device)
@@ -558,7 +472,7 @@ def update_critics(qf, qf_target, optimizer, batch, sigmas, args, w=None):
 
 
 def sampler_diagnostics(qf, obs, sampled_actions, clean_level):
-    """What a researcher watches: spread of sampled actions, clean action-gradient norm there, share of clipped coords."""
+    """Spread of sampled actions, the clean action-gradient's norm there, share of clipped coordinates."""
     grad = mean_critic(qf, obs)[1](sampled_actions, clean_level)
     return {
         "sampler/action_std": sampled_actions.std(0).mean(),
@@ -567,9 +481,50 @@ def sampler_diagnostics(qf, obs, sampled_actions, clean_level):
     }
 
 
+# Automatic temperature (--autotune-w): w is the multiplier of the constraint E_s H(pi(.|s)) >= target, tuned by damped
+# Newton steps on log w, toward a target that cools from the uniform law's entropy (docs/autotune.md)
+def gaussian_entropy(samples):
+    """(S, M, d) samples of S laws -> (S,) entropies of Gaussians with their covariances (an upper bound, exact for a
+    Gaussian); the M-sample log det's Wishart bias sum_i [psi((M - i) / 2) - log((M - 1) / 2)] is added back."""
+    n, d = samples.shape[1], samples.shape[2]
+    centred = samples - samples.mean(1, keepdim=True)
+    covariance = centred.transpose(1, 2) @ centred / (n - 1) + 1e-6 * torch.eye(d, device=samples.device)
+    i = torch.arange(1, d + 1, dtype=torch.float64)
+    log_det_bias = float((torch.special.digamma((n - i) / 2) - math.log((n - 1) / 2)).sum())
+    return 0.5 * d * math.log(2 * math.pi * math.e) + 0.5 * (torch.logdet(covariance) - log_det_bias)
+
+
+def policy_entropy(sample, obs, n_chains):
+    """Mean over states of the Gaussian entropy bound of `sample(obs)`'s action law, from `n_chains` chains per state."""
+    with torch.no_grad():
+        actions = sample(obs.repeat_interleave(n_chains, 0))
+    return gaussian_entropy(actions.view(obs.shape[0], n_chains, -1)).mean()
+
+
+def temperature_optimizer(log_w, act_dim, newton_fraction):
+    """SGD on log w with lr = fraction / (d / 2): a damped Newton step, the dual's curvature being d/2 for a quadratic Q."""
+    return torch.optim.SGD([log_w], lr=newton_fraction / (act_dim / 2))
+
+
+def scheduled_target_entropy(global_step, args, act_dim):
+    """The hot start: d log 2 (the uniform law's) at --learning-starts, linearly down to --target-entropy-per-dim * d
+    at --autotune-cooling-fraction of the learning steps, then constant."""
+    final, uniform = args.target_entropy_per_dim * act_dim, act_dim * math.log(2)
+    cooling_steps = args.autotune_cooling_fraction * (args.total_timesteps - args.learning_starts)
+    progress = min(max((global_step - args.learning_starts) / cooling_steps, 0.0), 1.0) if cooling_steps > 0 else 1.0
+    return uniform + progress * (final - uniform)
+
+
+def temperature_step(log_w, w_optimizer, entropy, target_entropy):
+    """One dual step on log w with gradient H - target: w falls while the policy is more random than the target."""
+    w_loss = log_w * (entropy - target_entropy).detach()
+    w_optimizer.zero_grad()
+    w_loss.backward()
+    w_optimizer.step()
+
+
 def evaluate(qf, env_id, n_episodes, seed, sigmas, args, device, act=sample_actions, capture_video=False, run_name="", w=None):
-    """Returns of `n_episodes` episodes on fresh environments (one each, run in parallel), acting with the same
-    stochastic Langevin sampler as in training, as the authors' evaluation does."""
+    """Returns of `n_episodes` episodes on fresh environments (one each, in parallel), acting with the training sampler."""
     envs = gym.vector.SyncVectorEnv([make_env(env_id, seed, i, capture_video, run_name) for i in range(n_episodes)])
     envs = gym.wrappers.vector.RecordEpisodeStatistics(envs)
     scaler = ActionScaler(envs.single_action_space)
@@ -586,23 +541,313 @@ def evaluate(qf, env_id, n_episodes, seed, sigmas, args, device, act=sample_acti
     return returns
 
 
+def train(args: Args):
+    check_args(args)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.eval_checkpoint:
+        return evaluate_checkpoint(args)
+    device = torch.device("cuda" if args.cuda else "cpu")
+    checkpoint = load_checkpoint(args.resume, args.env_id, device, resuming=args) if args.resume else None
+    run_name = checkpoint["run_name"] if checkpoint else f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    writer = make_writer(args, run_name, checkpoint)
+    envs = make_vector_env(args.env_id, args.seed, args.num_envs, args.capture_video, run_name)
+    stop = StopSignals()  # the first SIGINT / SIGTERM: the loop checkpoints and exits after the current step
+    try:
+        obs_dim = int(np.prod(envs.single_observation_space.shape))
+        act_dim = int(np.prod(envs.single_action_space.shape))
+        scaler = ActionScaler(envs.single_action_space)
+        qf = CriticEnsemble(obs_dim, act_dim).to(device)
+        qf_target = CriticEnsemble(obs_dim, act_dim).to(device)
+        qf_target.load_state_dict(qf.state_dict())
+        qf_target.requires_grad_(False)
+        if args.compile:
+            torch._inductor.config.fallback_random = True  # eager's random draws, hence eager's numbers
+        update, act = faster(update_critics, args), faster(sample_actions, args)
+        # capturable: Adam keeps its step count on the GPU, so that its step can live inside a CUDA graph
+        optimizer = torch.optim.Adam(qf.parameters(), lr=args.learning_rate, capturable=args.cudagraphs)
+        log_w = torch.tensor(math.log(args.w), device=device, requires_grad=True)  # tuned only with --autotune-w
+        w_optimizer = temperature_optimizer(log_w, act_dim, args.autotune_lr)
+        sigmas = noise_levels(args.sigma_max, args.sigma_min, args.num_levels)  # on the host: step sizes are floats
+        rb = ReplayBuffer(args.buffer_size, obs_dim, act_dim, device)
+
+        # TRY NOT TO MODIFY: start the game
+        obs, _ = envs.reset(seed=args.seed)
+        recent_returns, n_updates, global_step, start_iteration, next_eval = [], 0, 0, 0, args.eval_frequency or None
+        if checkpoint is not None:  # continue exactly where the checkpoint was written
+            obs, recent_returns, n_updates, global_step, start_iteration, next_eval = resume_from(
+                checkpoint, args, qf, qf_target, optimizer, log_w, w_optimizer, rb, envs
+            )
+        every = args.checkpoint_frequency
+        next_checkpoint = (global_step // every + 1) * every if every else math.inf  # the next multiple of the frequency
+        last_checkpoint, evaluated_at = args.resume, None  # the final evaluation reuses one made at the last step
+        start_time, start_step = time.time(), global_step
+        autotune_seconds, entropy = 0.0, None  # the tuner's time (logged) and its last entropy estimate
+        w = log_w.detach().exp() if args.autotune_w else None  # None: the fixed args.w (here for a run resumed at its end)
+        progress = ProgressLine(args, global_step)
+        n_iterations = -(-args.total_timesteps // args.num_envs)
+        for iteration in range(start_iteration, n_iterations):
+            iteration_start = time.time()
+            global_step += args.num_envs  # env steps, not vector steps (CleanRL #465)
+            w = log_w.detach().exp() if args.autotune_w else None
+            # ALGO LOGIC: put action logic here
+            if global_step <= args.learning_starts:
+                actions = torch.rand(args.num_envs, act_dim, device=device) * 2 - 1
+            else:
+                actions = act(qf, torch.as_tensor(obs, dtype=torch.float32, device=device), sigmas, args, w)
+            actions = actions.cpu().numpy()
+
+            # TRY NOT TO MODIFY: execute the game and log data.
+            next_obs, rewards, terminations, truncations, infos = envs.step(scaler(actions))
+            if "episode" in infos:
+                for i in np.flatnonzero(infos["_episode"]):  # every finished env, not only the first (CleanRL #481)
+                    episodic_return = float(infos["episode"]["r"][i])
+                    recent_returns = (recent_returns + [episodic_return])[-10:]
+                    writer.add_scalar("charts/episodic_return", episodic_return, global_step)
+                    writer.add_scalar("charts/episodic_length", int(infos["episode"]["l"][i]), global_step)
+            rb.add(obs, real_next_observations(next_obs, terminations, truncations, infos), actions, rewards, terminations)
+            obs = next_obs
+
+            # ALGO LOGIC: training (once the buffer holds a batch: a resume without the buffer refills it first)
+            if global_step > args.learning_starts and rb.size >= args.batch_size:
+                batch = rb.sample(args.batch_size)
+                qf_losses, qf_values, nc_loss, next_actions = update(qf, qf_target, optimizer, batch, sigmas, args, w)
+                n_updates += 1
+                if progress.learning_since is None:
+                    progress.first_update_done(global_step, time.time() - iteration_start)
+                if not torch.isfinite(torch.cat([qf_losses, qf_values, nc_loss[None], log_w.detach()[None]])).all():
+                    raise SystemExit(  # stop: no training on garbage
+                        f"error: non-finite loss or Q-value at global_step={global_step} (update {n_updates}); "
+                        f"last good checkpoint: {last_checkpoint or 'none written'}"
+                    )
+                if args.autotune_w and n_updates % args.autotune_frequency == 0:
+                    tune_start = time.time()
+                    sample = lambda o, w=w: act(qf, o, sigmas, args, w)
+                    entropy = policy_entropy(sample, batch[0][: args.autotune_states], args.autotune_chains)
+                    target_entropy = scheduled_target_entropy(global_step, args, act_dim)
+                    temperature_step(log_w, w_optimizer, entropy, target_entropy)
+                    autotune_seconds += time.time() - tune_start
+                if n_updates % args.log_frequency == 0 or n_updates == 1:  # the first at once: it trains
+                    tuned = None
+                    if entropy is not None:  # w, its entropy and target, and the tuner's share of the time
+                        share = autotune_seconds / (time.time() - start_time)
+                        tuned = log_w.exp().item(), entropy.item(), target_entropy, share
+                    sps = int((global_step - start_step) / (time.time() - start_time))
+                    diagnostics = sampler_diagnostics(qf, batch[3], next_actions, args.num_levels - 1)
+                    log_update(writer, global_step, qf_losses, qf_values, nc_loss, diagnostics, sps, tuned)
+
+            if next_eval is not None and global_step >= next_eval:
+                next_eval += args.eval_frequency
+                evaluated_at = global_step
+                eval_returns = evaluate(
+                    qf, args.env_id, args.eval_episodes, args.seed + 10_000, sigmas, args, device, act, w=w
+                )
+                writer.add_scalar("eval/episodic_return", eval_returns.mean(), global_step)
+                print(f"global_step={global_step}, eval_return={eval_returns.mean():.1f} ± {eval_returns.std():.1f}")
+            if global_step >= next_checkpoint or stop.received:  # docs/checkpoints.md
+                next_checkpoint += every
+                loop = dict(obs=obs, recent_returns=recent_returns, n_updates=n_updates, global_step=global_step)
+                loop.update(iteration=iteration, next_eval=next_eval)
+                state = checkpoint_state(args, run_name, qf, qf_target, optimizer, log_w, w_optimizer, rb, envs, loop)
+                last_checkpoint = save_checkpoint(f"runs/{run_name}/checkpoint.pt", state)
+            if stop.received:
+                writer.flush()
+                stop.exit(global_step, last_checkpoint)
+            progress.print(global_step, n_updates, recent_returns, force=iteration == n_iterations - 1)
+
+        if evaluated_at != global_step:
+            eval_returns = evaluate(qf, args.env_id, args.eval_episodes, args.seed + 10_000, sigmas, args, device, act, w=w)
+            writer.add_scalar("eval/episodic_return", eval_returns.mean(), global_step)
+        print(f"global_step={global_step}, final eval_return={eval_returns.mean():.1f} ± {eval_returns.std():.1f}")
+        if args.save_model:
+            model_path = f"runs/{run_name}/{args.exp_name}.cleanrl_model"
+            model = {"algorithm": ALGORITHM, "args": asdict(args), "qf": qf.state_dict(), "qf_target": qf_target.state_dict()}
+            model["w"] = log_w.exp().item() if args.autotune_w else args.w  # the w the critics act with
+            torch.save(model, model_path)
+            print(f"model saved to {model_path}")
+    finally:
+        stop.restore()
+        envs.close()
+        writer.close()
+        if args.track:
+            import wandb
+
+            wandb.finish()
+    return qf, f"runs/{run_name}"
+
+
+# The machinery below the loop: logging, resume, checkpoints, progress, speed, evaluation of saved critics
+def make_writer(args, run_name, checkpoint):
+    """CleanRL's TensorBoard writer, synced to Weights and Biases with --track. A resumed run appends to its own logs;
+    purge_step hides what a crashed run logged after its checkpoint."""
+    if args.track:
+        import wandb
+
+        wandb.init(
+            project=args.wandb_project_name,
+            entity=args.wandb_entity,
+            sync_tensorboard=True,
+            config=vars(args),
+            name=run_name,
+            save_code=True,
+        )
+    writer = SummaryWriter(f"runs/{run_name}", purge_step=checkpoint["global_step"] + 1 if checkpoint else None)
+    if checkpoint is None:
+        table = "\n".join(f"|{key}|{value}|" for key, value in vars(args).items())
+        writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + table)
+    return writer
+
+
+def log_update(writer, global_step, qf_losses, qf_values, nc_loss, diagnostics, sps, tuned=None):
+    """The losses and sampler diagnostics of an update; `tuned`: (w, entropy, target entropy, time share) once tuned."""
+    if tuned is not None:
+        for key, value in zip(("losses/w", "losses/policy_entropy", "losses/target_entropy"), tuned[:3], strict=True):
+            writer.add_scalar(key, value, global_step)
+        writer.add_scalar("charts/autotune_time_fraction", tuned[3], global_step)
+    for i in range(2):
+        writer.add_scalar(f"losses/qf{i + 1}_values", qf_values[i].item(), global_step)
+        writer.add_scalar(f"losses/qf{i + 1}_loss", qf_losses[i].item(), global_step)
+    writer.add_scalar("losses/qf_loss", qf_losses.sum().item() / 2, global_step)
+    writer.add_scalar("losses/nc_loss", nc_loss.item() / 2, global_step)
+    for key, value in diagnostics.items():
+        writer.add_scalar(key, value.item(), global_step)
+    writer.add_scalar("charts/SPS", sps, global_step)
+
+
+def resume_from(checkpoint, args, qf, qf_target, optimizer, log_w, w_optimizer, rb, envs):
+    """Restores everything `checkpoint` holds and returns the loop's state: obs, recent_returns, n_updates, global_step,
+    the next iteration and next_eval."""
+    qf.load_state_dict(checkpoint["qf"])
+    qf_target.load_state_dict(checkpoint["qf_target"])
+    for group in checkpoint["optimizer"]["param_groups"]:  # Adam's mode follows this run's --cudagraphs
+        group["capturable"] = args.cudagraphs
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    w_optimizer.load_state_dict(checkpoint["w_optimizer"])
+    with torch.no_grad():
+        log_w.copy_(checkpoint["log_w"])
+    if checkpoint["buffer"] is not None:
+        rb.load_state_dict(checkpoint["buffer"])
+    restore_env_state(envs, checkpoint["envs"])
+    rng = checkpoint["rng"]
+    random.setstate(rng["python"])
+    np.random.set_state(rng["numpy"])
+    torch.set_rng_state(rng["torch"].cpu())  # map_location may have moved it
+    if args.cuda and rng["cuda"] is not None:
+        torch.cuda.set_rng_state_all([state.cpu() for state in rng["cuda"]])
+    print(f"resumed {checkpoint['run_name']} at global_step={checkpoint['global_step']} from {args.resume}")
+    loop = [checkpoint[key] for key in ("obs", "recent_returns", "n_updates", "global_step")]
+    return *loop, checkpoint["iteration"] + 1, checkpoint["next_eval"]
+
+
+def checkpoint_state(args, run_name, qf, qf_target, optimizer, log_w, w_optimizer, rb, envs, loop):
+    """Everything a run needs to continue exactly as if it had not stopped; `loop`: the loop's state (obs, counters)."""
+    return {
+        "algorithm": ALGORITHM,
+        "args": asdict(args),
+        "run_name": run_name,
+        "qf": qf.state_dict(),
+        "qf_target": qf_target.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "log_w": log_w.detach().clone(),
+        "w_optimizer": w_optimizer.state_dict(),
+        "w": log_w.exp().item() if args.autotune_w else args.w,
+        "buffer": rb.state_dict() if args.checkpoint_buffer else None,
+        "envs": env_state(envs),
+        **loop,
+        "rng": {
+            "python": random.getstate(),
+            "numpy": np.random.get_state(),
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if args.cuda else None,
+        },
+    }
+
+
+class StopSignals:
+    """The first SIGINT / SIGTERM only sets `received`: the loop then checkpoints and exits; a second one stops at once."""
+
+    def __init__(self):
+        self.received = None
+        self.previous = {s: signal.signal(s, self.on_signal) for s in STOP_SIGNALS}
+
+    def on_signal(self, signum, frame):
+        if self.received:
+            raise KeyboardInterrupt
+        self.received = signum
+
+    def exit(self, global_step, path):
+        print(
+            f"{signal.Signals(self.received).name} at global_step={global_step}: checkpoint written to {path}; "
+            f"resume with: {resume_command(path)}",
+            file=sys.stderr,
+        )
+        sys.exit(128 + self.received)
+
+    def restore(self):
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
+
+
+class ProgressLine:
+    """The console line, every 10 s. The random warm-up is marked as such; the time left comes from the rate of learning
+    alone, measured from the end of the first update (which may include minutes of compilation)."""
+
+    def __init__(self, args, global_step):
+        self.args, self.last_print, self.last_step = args, time.time(), global_step
+        self.learning_since = None  # (time, global_step) at the end of this process's first update
+
+    def first_update_done(self, global_step, seconds):
+        self.learning_since = (time.time(), global_step)
+        compiled = " (compilation included)" if self.args.compile else ""
+        print(f"global_step={global_step}: first update done, {seconds:.1f}s for its step{compiled}", flush=True)
+
+    def print(self, global_step, n_updates, recent_returns, force=False):
+        args = self.args
+        if args.compile and global_step <= args.learning_starts < global_step + args.num_envs:  # minutes of silence next
+            print(
+                f"global_step={global_step}: learning starts; --compile compiles the sampler and the update first", flush=True
+            )
+        now = time.time()
+        if now - self.last_print < 10 and not force:
+            return
+        sps = (global_step - self.last_step) / max(now - self.last_print, 1e-9)
+        self.last_print, self.last_step = now, global_step
+        recent = f"{np.mean(recent_returns):.1f}" if recent_returns else "n/a"
+        if global_step <= args.learning_starts:
+            phase = f"warm-up (random actions until step {args.learning_starts})"
+        elif self.learning_since is None or global_step == self.learning_since[1]:
+            phase = "time_left=? (measured once learning runs)"
+        else:
+            rate = (global_step - self.learning_since[1]) / (now - self.learning_since[0])
+            phase = f"time_left={(args.total_timesteps - global_step) / rate / 60:.1f}min"
+        line = f"global_step={global_step}/{args.total_timesteps}, recent_return={recent}, SPS={sps:.0f}, updates={n_updates}"
+        print(f"{line}, {phase}", flush=True)
+
+
+def faster(fn, args):
+    """`fn` compiled by --compile (one graph per shape) and replayed from CUDA graphs by --cudagraphs (docs/speed.md)."""
+    fn = torch.compile(fn, dynamic=False) if args.compile else fn
+    return CudaGraphed(fn) if args.cudagraphs else fn
+
+
 class CudaGraphed:
-    """--cudagraphs: `fn` replayed from CUDA graphs. A graph records every kernel of one call and replays them with one
-    launch: on a GPU these small networks are bound by Python and launch overhead (an update is hundreds of small
-    kernels), not by the maths. One graph per signature: the shapes of the CUDA tensors among the arguments (one level
-    into tuples, as the batch) and the identity of every other argument (modules, Args, host tensors), which the graph
-    bakes in; they may change only in place (parameters, Adam's state). A call copies its CUDA tensors into the graph's
-    inputs, replays, and returns copies of the outputs. The first `warmup_calls` calls of a signature run eagerly on a side
-    stream, as capture requires (Adam allocates its state there). Random draws inside a graph use the CUDA
-    generator's graph-safe offsets, so a replay gives the numbers an eager call would (tested)."""
+    """--cudagraphs: `fn` replayed from CUDA graphs, one launch for all the kernels of a call (these small networks are
+    bound by launch overhead). One graph per signature: the shapes of the CUDA tensors among the arguments (one level
+    into tuples) and the identity of every other argument, which the graph bakes in (they may change only in place).
+    A call copies its CUDA tensors into the graph's inputs, replays, and returns copies of the outputs; the first
+    `warmup_calls` of a signature run eagerly on a side stream, as capture requires. Random draws in a graph use the
+    generator's graph-safe offsets: a replay gives an eager call's numbers (tested)."""
 
     def __init__(self, fn, warmup_calls=3):
         self.fn, self.warmup_calls = fn, warmup_calls
         self.calls, self.graphs = {}, {}
 
     @staticmethod
-    def is_input(x):
-        """the arguments copied into the graph at each call; all others are baked in"""
+    def is_input(x):  # the arguments copied into the graph at each call; all others are baked in
         return isinstance(x, torch.Tensor) and x.is_cuda
 
     @staticmethod
@@ -634,65 +879,11 @@ class CudaGraphed:
         return tuple(x.clone() for x in static_outputs) if isinstance(static_outputs, tuple) else static_outputs.clone()
 
 
-# Automatic temperature (--autotune-w): see the header for the principle.
-def gaussian_entropy(samples):
-    """(S, M, d) samples of S laws -> (S,) entropies of the Gaussians with their covariances: an upper bound on each
-    law's entropy (a Gaussian has the most entropy for its covariance), exact for a Gaussian. log det of an M-sample
-    covariance is biased low by sum_i [psi((M - i) / 2) - log((M - 1) / 2)], i = 1..d (Wishart): added back."""
-    n, d = samples.shape[1], samples.shape[2]
-    centred = samples - samples.mean(1, keepdim=True)
-    covariance = centred.transpose(1, 2) @ centred / (n - 1) + 1e-6 * torch.eye(d, device=samples.device)
-    i = torch.arange(1, d + 1, dtype=torch.float64)
-    log_det_bias = float((torch.special.digamma((n - i) / 2) - math.log((n - 1) / 2)).sum())
-    return 0.5 * d * math.log(2 * math.pi * math.e) + 0.5 * (torch.logdet(covariance) - log_det_bias)
-
-
-def policy_entropy(sample, obs, n_chains):
-    """Mean over states of the Gaussian entropy bound of the sampler's action law, from `n_chains` chains per state;
-    `sample(obs)` draws one action per row."""
-    with torch.no_grad():
-        actions = sample(obs.repeat_interleave(n_chains, 0))
-    return gaussian_entropy(actions.view(obs.shape[0], n_chains, -1)).mean()
-
-
-def temperature_optimizer(log_w, act_dim, newton_fraction):
-    """SGD on log w with lr = fraction / (d / 2): the dual step of temperature_step becomes a damped Newton step,
-    since the dual's curvature dH/dlog w = Var_pi(Q / w) is d/2 for a quadratic Q (header)."""
-    return torch.optim.SGD([log_w], lr=newton_fraction / (act_dim / 2))
-
-
-def scheduled_target_entropy(global_step, args, act_dim):
-    """The hot start (header): d log 2 at --learning-starts, linearly down to --target-entropy-per-dim * d at
-    --autotune-cooling-fraction of the learning steps, then constant (a fraction 0: the fixed target throughout)."""
-    final, uniform = args.target_entropy_per_dim * act_dim, act_dim * math.log(2)
-    cooling_steps = args.autotune_cooling_fraction * (args.total_timesteps - args.learning_starts)
-    progress = min(max((global_step - args.learning_starts) / cooling_steps, 0.0), 1.0) if cooling_steps > 0 else 1.0
-    return uniform + progress * (final - uniform)
-
-
-def temperature_step(log_w, w_optimizer, entropy, target_entropy):
-    """One dual step: the loss log_w * (H - target) has gradient H - target, so w falls while the policy is more
-    random than the target and rises while it is less (SAC's rule for alpha)."""
-    w_loss = log_w * (entropy - target_entropy).detach()
-    w_optimizer.zero_grad()
-    w_loss.backward()
-    w_optimizer.step()
-
-
-# Checkpoints (resume, interruption): everything a run needs to continue exactly as if it had not stopped.
-RESUMABLE_CHANGES = {
-    "resume",
-    "eval_checkpoint",
-    "total_timesteps",
-    "checkpoint_frequency",
-    "checkpoint_buffer",
-    "compile",
-    "cudagraphs",
-    "threads",
-    "track",
-    "wandb_project_name",
-    "wandb_entity",
-}
+# Checkpoints (docs/checkpoints.md): the flags a resumed run may change; any other difference is refused
+RESUMABLE_CHANGES = set(
+    "resume eval_checkpoint total_timesteps checkpoint_frequency checkpoint_buffer compile cudagraphs threads track "
+    "wandb_project_name wandb_entity".split()
+)
 
 
 def env_layers(envs):
@@ -711,13 +902,12 @@ def env_layers(envs):
 
 
 def env_state(envs):
-    """The counters, arrays and RNGs of every env layer, and MuJoCo's simulator state (gymnasium pickles a MuJoCo
-    env as a fresh one, so the physics is read out explicitly): what it takes to continue each episode exactly."""
+    """The counters, arrays and RNGs of every env layer, and MuJoCo's simulator state (gymnasium pickles a MuJoCo env
+    as a fresh one, so the physics is read out explicitly): what it takes to continue each episode exactly."""
     state = []
     for layer in env_layers(envs):
-        fields = {
-            k: copy.deepcopy(v) for k, v in vars(layer).items() if isinstance(v, (int, float, np.ndarray, np.random.Generator))
-        }
+        kept = (int, float, np.ndarray, np.random.Generator)
+        fields = {k: copy.deepcopy(v) for k, v in vars(layer).items() if isinstance(v, kept)}
         if isinstance(getattr(layer, "data", None), mujoco.MjData):
             physics = np.empty(mujoco.mj_stateSize(layer.model, mujoco.mjtState.mjSTATE_INTEGRATION))
             mujoco.mj_getState(layer.model, layer.data, physics, mujoco.mjtState.mjSTATE_INTEGRATION)
@@ -738,18 +928,20 @@ def restore_env_state(envs, state):
 
 
 def save_checkpoint(path, state):
-    """Atomic: written to a temporary file, flushed to disk, then renamed over the latest checkpoint, so a crash
-    while writing leaves the previous checkpoint intact."""
+    """Atomic: written to a temporary file, flushed to disk, then renamed over the latest checkpoint, so a crash while
+    writing leaves the previous checkpoint intact. Returns `path`."""
     with open(path + ".tmp", "wb") as f:
         torch.save(state, f)
         f.flush()
         os.fsync(f.fileno())
     os.replace(path + ".tmp", path)
+    return path
 
 
-def load_checkpoint(path, env_id, device):
-    """Reads a checkpoint or saved model; refuses with one line a missing, truncated or foreign file, another
-    algorithm's, or one written for another environment than `env_id` (None: any). Unpickles: load only files you trust."""
+def load_checkpoint(path, env_id, device, resuming=None):
+    """Reads a checkpoint or saved model; refuses with one line a missing, truncated or foreign file, another algorithm's,
+    one written for another environment than `env_id` (None: any), and one whose flags differ from those of the run
+    `resuming` it beyond RESUMABLE_CHANGES. Unpickles: load only files you trust."""
     try:
         checkpoint = torch.load(path, map_location=device, weights_only=False)
     except FileNotFoundError:
@@ -760,8 +952,16 @@ def load_checkpoint(path, env_id, device):
         raise SystemExit(f"error: {path} is not a checkpoint of this project's scripts")
     if checkpoint["algorithm"] != ALGORITHM:
         raise SystemExit(f"error: {path} is a {checkpoint['algorithm']} checkpoint; this script is {ALGORITHM}")
-    if env_id is not None and checkpoint["args"]["env_id"] != env_id:
-        raise SystemExit(f"error: {path} was written for {checkpoint['args']['env_id']}, not --env-id {env_id}")
+    saved = checkpoint["args"]
+    if env_id is not None and saved["env_id"] != env_id:
+        raise SystemExit(f"error: {path} was written for {saved['env_id']}, not --env-id {env_id}")
+    if resuming is not None:
+        for k, v in saved.items():
+            if k not in RESUMABLE_CHANGES and getattr(resuming, k, v) != v:
+                raise SystemExit(
+                    f"error: --{k.replace('_', '-')} {getattr(resuming, k)} differs from the checkpoint's {v}; "
+                    "resume with the run's own command line plus --resume PATH"
+                )
     return checkpoint
 
 
@@ -784,8 +984,7 @@ def evaluate_checkpoint(args: Args):
     probe.close()
     qf.load_state_dict(checkpoint["qf"])
     torch.manual_seed(args.seed)
-    act = torch.compile(sample_actions, dynamic=False) if args.compile else sample_actions
-    act = CudaGraphed(act) if args.cudagraphs else act
+    act = faster(sample_actions, args)
     sigmas = noise_levels(args.sigma_max, args.sigma_min, args.num_levels)
     run_name = f"{args.env_id}__{args.exp_name}__eval__{int(time.time())}"
     returns = evaluate(
@@ -798,293 +997,6 @@ def evaluate_checkpoint(args: Args):
     if args.capture_video:
         print(f"video of the first episode in videos/{run_name}")
     return returns
-
-
-class ProgressLine:
-    """The console line, every 10 s. The random warm-up is marked as such (it runs far faster than learning), and the
-    time left comes from the rate of the learning phase alone, measured from the end of the first update (which may
-    include minutes of compilation)."""
-
-    def __init__(self, args, global_step):
-        self.args, self.last_print, self.last_step = args, time.time(), global_step
-        self.learning_since = None  # (time, global_step) at the end of this process's first update
-
-    def first_update_done(self, global_step, seconds):
-        self.learning_since = (time.time(), global_step)
-        compiled = " (compilation included)" if self.args.compile else ""
-        print(f"global_step={global_step}: first update done, {seconds:.1f}s for its step{compiled}", flush=True)
-
-    def print(self, global_step, n_updates, recent_returns, force=False):
-        learning_next = global_step <= self.args.learning_starts < global_step + self.args.num_envs
-        if learning_next and self.args.compile:  # the next step compiles: minutes of silence, said beforehand
-            print(
-                f"global_step={global_step}: learning starts; --compile compiles the sampler and the update first", flush=True
-            )
-        now = time.time()
-        if now - self.last_print < 10 and not force:
-            return
-        sps = (global_step - self.last_step) / max(now - self.last_print, 1e-9)
-        self.last_print, self.last_step = now, global_step
-        recent = f"{np.mean(recent_returns):.1f}" if recent_returns else "n/a"
-        if global_step <= self.args.learning_starts:
-            phase = f"warm-up (random actions until step {self.args.learning_starts})"
-        elif self.learning_since is None or global_step == self.learning_since[1]:
-            phase = "time_left=? (measured once learning runs)"
-        else:
-            rate = (global_step - self.learning_since[1]) / (now - self.learning_since[0])
-            phase = f"time_left={(self.args.total_timesteps - global_step) / rate / 60:.1f}min"
-        print(
-            f"global_step={global_step}/{self.args.total_timesteps}, recent_return={recent}, SPS={sps:.0f}, "
-            f"updates={n_updates}, {phase}",
-            flush=True,
-        )
-
-
-def train(args: Args):
-    check_args(args)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.eval_checkpoint:
-        return evaluate_checkpoint(args)
-    device = torch.device("cuda" if args.cuda else "cpu")
-    checkpoint = load_checkpoint(args.resume, args.env_id, device) if args.resume else None
-    if checkpoint is not None:
-        saved_args = checkpoint["args"]
-        changed = [k for k, v in saved_args.items() if k not in RESUMABLE_CHANGES and getattr(args, k, v) != v]
-        if changed:
-            k = changed[0]
-            raise SystemExit(
-                f"error: --{k.replace('_', '-')} {getattr(args, k)} differs from the checkpoint's {saved_args[k]}; "
-                "resume with the run's own command line plus --resume PATH"
-            )
-    run_name = checkpoint["run_name"] if checkpoint else f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    torch.backends.cudnn.deterministic = args.torch_deterministic
-
-    if args.track:  # CleanRL's tracking: the TensorBoard logs, synced to Weights and Biases
-        import wandb
-
-        wandb.init(
-            project=args.wandb_project_name,
-            entity=args.wandb_entity,
-            sync_tensorboard=True,
-            config=vars(args),
-            name=run_name,
-            save_code=True,
-        )
-    # a resumed run appends to its own logs; purge_step hides what a crashed run logged after its checkpoint
-    writer = SummaryWriter(f"runs/{run_name}", purge_step=checkpoint["global_step"] + 1 if checkpoint else None)
-    if checkpoint is None:
-        writer.add_text(
-            "hyperparameters",
-            "|param|value|\n|-|-|\n" + "\n".join(f"|{key}|{value}|" for key, value in vars(args).items()),
-        )
-    envs = make_vector_env(args.env_id, args.seed, args.num_envs, args.capture_video, run_name)
-    interrupted = []  # the first SIGINT / SIGTERM only sets this: the loop stops between two steps and checkpoints
-
-    def on_stop_signal(signum, frame):
-        if interrupted:  # a second one stops at once
-            raise KeyboardInterrupt
-        interrupted.append(signum)
-
-    previous_handlers = {s: signal.signal(s, on_stop_signal) for s in STOP_SIGNALS}
-    try:
-        obs_dim = int(np.prod(envs.single_observation_space.shape))
-        act_dim = int(np.prod(envs.single_action_space.shape))
-        scaler = ActionScaler(envs.single_action_space)
-        qf = CriticEnsemble(obs_dim, act_dim).to(device)
-        qf_target = CriticEnsemble(obs_dim, act_dim).to(device)
-        qf_target.load_state_dict(qf.state_dict())
-        qf_target.requires_grad_(False)
-        update, act = update_critics, sample_actions
-        if args.compile:  # the whole update and the acting sampler, one graph per batch shape (no dynamic shapes)
-            torch._inductor.config.fallback_random = True  # eager's random draws, hence eager's numbers
-            update, act = torch.compile(update_critics, dynamic=False), torch.compile(sample_actions, dynamic=False)
-        if args.cudagraphs:  # after --compile: then the graphs replay the compiled kernels
-            update, act = CudaGraphed(update), CudaGraphed(act)
-        # capturable: Adam keeps its step count on the GPU, so that its step can live inside a CUDA graph
-        optimizer = torch.optim.Adam(qf.parameters(), lr=args.learning_rate, capturable=args.cudagraphs)
-        log_w = torch.tensor(math.log(args.w), device=device, requires_grad=True)  # tuned only with --autotune-w
-        w_optimizer = temperature_optimizer(log_w, act_dim, args.autotune_lr)
-        sigmas = noise_levels(args.sigma_max, args.sigma_min, args.num_levels)  # on the host: step sizes are floats
-        rb = ReplayBuffer(args.buffer_size, obs_dim, act_dim, device)
-        checkpoint_path = f"runs/{run_name}/checkpoint.pt"
-
-        # TRY NOT TO MODIFY: start the game
-        obs, _ = envs.reset(seed=args.seed)
-        recent_returns, n_updates, global_step, start_iteration = [], 0, 0, 0
-        next_eval = args.eval_frequency or None
-        evaluated_at = None  # the final evaluation reuses a periodic one made at the last step
-        next_checkpoint = args.checkpoint_frequency or None
-        last_checkpoint = None
-        if checkpoint is not None:  # continue exactly where the checkpoint was written
-            qf.load_state_dict(checkpoint["qf"])
-            qf_target.load_state_dict(checkpoint["qf_target"])
-            for group in checkpoint["optimizer"]["param_groups"]:  # Adam's mode follows this run's --cudagraphs
-                group["capturable"] = args.cudagraphs
-            optimizer.load_state_dict(checkpoint["optimizer"])
-            w_optimizer.load_state_dict(checkpoint["w_optimizer"])
-            with torch.no_grad():
-                log_w.copy_(checkpoint["log_w"])
-            if checkpoint["buffer"] is not None:
-                rb.load_state_dict(checkpoint["buffer"])
-            restore_env_state(envs, checkpoint["envs"])
-            obs, recent_returns, n_updates = checkpoint["obs"], checkpoint["recent_returns"], checkpoint["n_updates"]
-            global_step, start_iteration, next_eval = (
-                checkpoint["global_step"],
-                checkpoint["iteration"] + 1,
-                checkpoint["next_eval"],
-            )
-            if args.checkpoint_frequency:  # the next multiple, as in the run that wrote the checkpoint
-                next_checkpoint = (global_step // args.checkpoint_frequency + 1) * args.checkpoint_frequency
-            random.setstate(checkpoint["rng"]["python"])
-            np.random.set_state(checkpoint["rng"]["numpy"])
-            torch.set_rng_state(checkpoint["rng"]["torch"].cpu())  # map_location may have moved it
-            if args.cuda and checkpoint["rng"]["cuda"] is not None:
-                torch.cuda.set_rng_state_all([state.cpu() for state in checkpoint["rng"]["cuda"]])
-            last_checkpoint = args.resume
-            print(f"resumed {run_name} at global_step={global_step} from {args.resume}")
-
-        def write_checkpoint(iteration):
-            save_checkpoint(
-                checkpoint_path,
-                {
-                    "algorithm": ALGORITHM,
-                    "args": asdict(args),
-                    "run_name": run_name,
-                    "qf": qf.state_dict(),
-                    "qf_target": qf_target.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "log_w": log_w.detach().clone(),
-                    "w_optimizer": w_optimizer.state_dict(),
-                    "w": log_w.exp().item() if args.autotune_w else args.w,
-                    "buffer": rb.state_dict() if args.checkpoint_buffer else None,
-                    "envs": env_state(envs),
-                    "obs": obs,
-                    "recent_returns": recent_returns,
-                    "n_updates": n_updates,
-                    "global_step": global_step,
-                    "iteration": iteration,
-                    "next_eval": next_eval,
-                    "rng": {
-                        "python": random.getstate(),
-                        "numpy": np.random.get_state(),
-                        "torch": torch.get_rng_state(),
-                        "cuda": torch.cuda.get_rng_state_all() if args.cuda else None,
-                    },
-                },
-            )
-            return checkpoint_path
-
-        start_time = time.time()
-        autotune_seconds, entropy = 0.0, None  # the tuner's time (logged) and its last entropy estimate
-        w = log_w.detach().exp() if args.autotune_w else None  # None: the fixed args.w
-        start_step = global_step
-        progress = ProgressLine(args, global_step)
-        n_iterations = -(-args.total_timesteps // args.num_envs)
-        for iteration in range(start_iteration, n_iterations):
-            iteration_start = time.time()
-            global_step += args.num_envs  # env steps, not vector steps (CleanRL #465)
-            w = log_w.detach().exp() if args.autotune_w else None  # None: the fixed args.w
-            # ALGO LOGIC: put action logic here
-            if global_step <= args.learning_starts:
-                actions = torch.rand(args.num_envs, act_dim, device=device) * 2 - 1
-            else:
-                actions = act(qf, torch.as_tensor(obs, dtype=torch.float32, device=device), sigmas, args, w)
-            actions = actions.cpu().numpy()
-
-            # TRY NOT TO MODIFY: execute the game and log data.
-            next_obs, rewards, terminations, truncations, infos = envs.step(scaler(actions))
-            if "episode" in infos:
-                for i in np.flatnonzero(infos["_episode"]):  # every finished env, not only the first (CleanRL #481)
-                    episodic_return = float(infos["episode"]["r"][i])
-                    recent_returns = (recent_returns + [episodic_return])[-10:]
-                    writer.add_scalar("charts/episodic_return", episodic_return, global_step)
-                    writer.add_scalar("charts/episodic_length", int(infos["episode"]["l"][i]), global_step)
-            rb.add(obs, real_next_observations(next_obs, terminations, truncations, infos), actions, rewards, terminations)
-            obs = next_obs
-
-            # ALGO LOGIC: training (once the buffer holds a batch: a resume without the buffer refills it first)
-            if global_step > args.learning_starts and rb.size >= args.batch_size:
-                batch = rb.sample(args.batch_size)
-                qf_losses, qf_values, nc_loss, next_actions = update(qf, qf_target, optimizer, batch, sigmas, args, w)
-                n_updates += 1
-                if progress.learning_since is None:
-                    progress.first_update_done(global_step, time.time() - iteration_start)
-                finite = torch.isfinite(torch.cat([qf_losses, qf_values, nc_loss[None], log_w.detach()[None]])).all()
-                if not finite:  # stop, don't train on garbage
-                    raise SystemExit(
-                        f"error: non-finite loss or Q-value at global_step={global_step} (update {n_updates}); "
-                        f"last good checkpoint: {last_checkpoint or 'none written'}"
-                    )
-                if args.autotune_w and n_updates % args.autotune_frequency == 0:  # header: automatic temperature
-                    tune_start = time.time()
-                    entropy = policy_entropy(
-                        lambda o, w=w: act(qf, o, sigmas, args, w), batch[0][: args.autotune_states], args.autotune_chains
-                    )
-                    target_entropy = scheduled_target_entropy(global_step, args, act_dim)  # SAC's -dim(A) once cooled
-                    temperature_step(log_w, w_optimizer, entropy, target_entropy)
-                    autotune_seconds += time.time() - tune_start
-                if n_updates % args.log_frequency == 0 or n_updates == 1:  # the first at once: it trains
-                    if entropy is not None:
-                        writer.add_scalar("losses/w", log_w.exp().item(), global_step)
-                        writer.add_scalar("losses/policy_entropy", entropy.item(), global_step)
-                        writer.add_scalar("losses/target_entropy", target_entropy, global_step)
-                        writer.add_scalar(
-                            "charts/autotune_time_fraction", autotune_seconds / (time.time() - start_time), global_step
-                        )
-                    sps = int((global_step - start_step) / (time.time() - start_time))
-                    for i in range(2):
-                        writer.add_scalar(f"losses/qf{i + 1}_values", qf_values[i].item(), global_step)
-                        writer.add_scalar(f"losses/qf{i + 1}_loss", qf_losses[i].item(), global_step)
-                    writer.add_scalar("losses/qf_loss", qf_losses.sum().item() / 2, global_step)
-                    writer.add_scalar("losses/nc_loss", nc_loss.item() / 2, global_step)
-                    for key, value in sampler_diagnostics(qf, batch[3], next_actions, args.num_levels - 1).items():
-                        writer.add_scalar(key, value.item(), global_step)
-                    writer.add_scalar("charts/SPS", sps, global_step)
-
-            if next_eval is not None and global_step >= next_eval:
-                next_eval += args.eval_frequency
-                evaluated_at = global_step
-                eval_returns = evaluate(
-                    qf, args.env_id, args.eval_episodes, args.seed + 10_000, sigmas, args, device, act, w=w
-                )
-                writer.add_scalar("eval/episodic_return", eval_returns.mean(), global_step)
-                print(f"global_step={global_step}, eval_return={eval_returns.mean():.1f} ± {eval_returns.std():.1f}")
-            if next_checkpoint is not None and global_step >= next_checkpoint:
-                next_checkpoint += args.checkpoint_frequency
-                last_checkpoint = write_checkpoint(iteration)
-            if interrupted:
-                path = write_checkpoint(iteration)
-                writer.flush()
-                print(
-                    f"{signal.Signals(interrupted[0]).name} at global_step={global_step}: checkpoint written to {path}; "
-                    f"resume with: {resume_command(path)}",
-                    file=sys.stderr,
-                )
-                sys.exit(128 + interrupted[0])
-            progress.print(global_step, n_updates, recent_returns, force=iteration == n_iterations - 1)
-
-        if evaluated_at != global_step:
-            eval_returns = evaluate(qf, args.env_id, args.eval_episodes, args.seed + 10_000, sigmas, args, device, act, w=w)
-            writer.add_scalar("eval/episodic_return", eval_returns.mean(), global_step)
-        print(f"global_step={global_step}, final eval_return={eval_returns.mean():.1f} ± {eval_returns.std():.1f}")
-        if args.save_model:
-            model_path = f"runs/{run_name}/{args.exp_name}.cleanrl_model"
-            model = {"algorithm": ALGORITHM, "args": asdict(args), "qf": qf.state_dict(), "qf_target": qf_target.state_dict()}
-            model["w"] = log_w.exp().item() if args.autotune_w else args.w  # the w the critics act with
-            torch.save(model, model_path)
-            print(f"model saved to {model_path}")
-    finally:
-        for s, handler in previous_handlers.items():
-            signal.signal(s, handler)
-        envs.close()
-        writer.close()
-        if args.track:
-            wandb.finish()
-    return qf, f"runs/{run_name}"
 
 
 if __name__ == "__main__":
