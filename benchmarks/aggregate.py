@@ -5,7 +5,8 @@
     ./benchmark.sh aggregate DIR --reference benchmarks/reference/cleanrl_sac.csv   (training returns beside CleanRL SAC's)
 
 Reads every finished run, `DIR/{algo}/{env}/seed{k}/` with a `DONE` marker (written by the local runner and by the
-Slurm job alike), and writes into DIR:
+Slurm job alike; with `--unfinished`, also the runs without one, up to their last logged step, marked as such in the
+table), and writes into DIR:
 
 - `results.csv` and `results.md`: one row per (algorithm, environment). Definitions:
   - first return: a run's first `eval/episodic_return`, mean over seeds; in the quick preset it comes at
@@ -206,22 +207,26 @@ def run_result(run_dir: Path, algo: str, env_id: str, seed: int) -> RunResult | 
     )
 
 
-def find_runs(out: Path) -> tuple[list[RunResult], list[str]]:
-    """Finished runs under out/{algo}/{env}/seed{k}/, and the relative paths of the runs left out (and why)."""
+def find_runs(out: Path, unfinished=False) -> tuple[list[RunResult], list[str]]:
+    """Finished runs under out/{algo}/{env}/seed{k}/ (with `unfinished`, also those still running or interrupted, up
+    to their last logged step), and the relative paths of the runs left out or taken unfinished (and why)."""
     results, left_out = [], []
     for run_dir in sorted(out.glob("*/*/seed*")):
         algo, env_id, seed_name = run_dir.relative_to(out).parts
         if not (run_dir.is_dir() and seed_name[4:].isdigit()):
             continue
         name = f"{algo}/{env_id}/{seed_name}"
-        if not (run_dir / "DONE").exists():
+        finished = (run_dir / "DONE").exists()
+        if not (finished or unfinished):
             left_out.append(f"{name} (not finished)")
             continue
         result = run_result(run_dir, algo, env_id, int(seed_name[4:]))
         if result is None:
-            left_out.append(f"{name} (finished, but no {EVAL_TAG} in its logs)")
+            left_out.append(f"{name} ({'finished' if finished else 'unfinished'}, but no {EVAL_TAG} in its logs)")
         else:
             results.append(result)
+            if not finished:
+                left_out.append(f"{name} (unfinished: taken up to env step {result.total_steps:,})")
     return results, left_out
 
 
@@ -485,7 +490,7 @@ def markdown_table(rows: list[dict], left_out: list[str]) -> str:
         "- critic params: the online critic ensemble (both critics), not the target copies.",
     ]
     if left_out:
-        notes.append("- Left out: " + ", ".join(left_out) + ".")
+        notes.append("- Left out or unfinished: " + ", ".join(left_out) + ".")
     return "\n".join(["# Learning benchmark", "", *lines, *notes]) + "\n"
 
 
@@ -590,7 +595,7 @@ def plot_training_windows(results, width: int, reference: list[dict], path: Path
     plot_curves(curves, path, ylabel=f"training return per {width:,} steps (mean ± std over seeds)", dashed=extra)
 
 
-def aggregate(out, select_seeds=None, window=5000, reference=None) -> list[dict]:
+def aggregate(out, select_seeds=None, window=5000, reference=None, unfinished=False) -> list[dict]:
     """Writes results.csv, results.md, learning_curves.png and training_curves.png into out; returns the table's rows.
     results.md also holds the training return per `window` env steps, beside the `reference` CSV's rows when given
     (see read_reference). With `select_seeds`, it also compares tuned and fixed w on held-out seeds (see
@@ -599,7 +604,7 @@ def aggregate(out, select_seeds=None, window=5000, reference=None) -> list[dict]
     out = Path(out)
     if not out.is_dir():
         raise SystemExit(f"error: {out} is not a directory")
-    results, left_out = find_runs(out)
+    results, left_out = find_runs(out, unfinished)
     for item in left_out:
         print(f"left out: {item}")
     if not results:
@@ -643,6 +648,11 @@ def main(argv=None) -> int:
         metavar="CSV",
         help="training returns measured elsewhere to show beside ours, e.g. benchmarks/reference/cleanrl_sac.csv",
     )
+    parser.add_argument(
+        "--unfinished",
+        action="store_true",
+        help="also take runs without DONE (running or interrupted) up to their last logged step, marked in the table",
+    )
     args = parser.parse_args(argv)
     if args.window < 1:
         raise SystemExit(f"error: --window must be >= 1, got {args.window}")
@@ -652,7 +662,7 @@ def main(argv=None) -> int:
             select_seeds = {int(s) for s in args.select_seeds.split(",")}
         except ValueError:
             raise SystemExit(f"error: --select-seeds must be comma-separated integers, got {args.select_seeds!r}") from None
-    aggregate(args.out, select_seeds, args.window, args.reference)
+    aggregate(args.out, select_seeds, args.window, args.reference, args.unfinished)
     return 0
 
 

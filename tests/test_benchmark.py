@@ -130,7 +130,7 @@ def test_table_has_the_known_numbers(results):
     )
     assert "final w" not in markdown  # no run tuned w: no column
     assert (
-        "Left out: lql/Hopper-v4/seed4 (not finished), "
+        "Left out or unfinished: lql/Hopper-v4/seed4 (not finished), "
         "nclql/Hopper-v4/seed5 (finished, but no eval/episodic_return in its logs)." in markdown
     )
 
@@ -186,6 +186,19 @@ def test_training_return_per_window_and_over_the_last_10k_steps_beside_a_referen
     (tmp_path / "bad.csv").write_text("algorithm,env\nsac,Hopper-v4\n")
     with pytest.raises(SystemExit, match="^error: .*bad.csv needs the CSV columns"):
         aggregate.main([str(tmp_path), "--reference", str(tmp_path / "bad.csv")])
+
+
+def test_unfinished_runs_are_taken_up_to_their_last_step_only_when_asked(tmp_path):
+    write_run(tmp_path, "lql", "Hopper-v4", 1, [(2500, 10.0), (5000, 30.0)], wall_time=10.0)
+    write_run(tmp_path, "lql", "Hopper-v4", 2, [(2500, 50.0)], wall_time=10.0, done=False, total_steps=3000)
+    (row,) = aggregate.aggregate(tmp_path)
+    assert row["seeds"] == 1
+    (row,) = aggregate.aggregate(tmp_path, unfinished=True)
+    assert row["seeds"] == 2 and row["final_return_mean"] == pytest.approx(40.0)  # 30 and the unfinished run's last 50
+    assert (
+        "Left out or unfinished: lql/Hopper-v4/seed2 (unfinished: taken up to env step 3,000)."
+        in (tmp_path / "results.md").read_text().splitlines()
+    )
 
 
 def test_curves_of_seeds_with_different_evaluation_steps_are_interpolated_inside_their_common_range(tmp_path):
