@@ -196,7 +196,7 @@ def test_unfinished_runs_are_taken_up_to_their_last_step_only_when_asked(tmp_pat
     (row,) = aggregate.aggregate(tmp_path, unfinished=True)
     assert row["seeds"] == 2 and row["final_return_mean"] == pytest.approx(40.0)  # 30 and the unfinished run's last 50
     assert (
-        "Left out or unfinished: lql/Hopper-v4/seed2 (unfinished: taken up to env step 3,000)."
+        "- Left out or unfinished: lql/Hopper-v4/seed2 (unfinished: taken up to env step 3,000)."
         in (tmp_path / "results.md").read_text().splitlines()
     )
 
