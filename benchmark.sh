@@ -4,19 +4,22 @@
 #                         [--cuda [--cudagraphs]]                           floor and a SAC update as yardstick (--cuda:
 #                                                                           on the GPU, each timing waits for it)
 #   ./benchmark.sh bandit [args of benchmarks/bandit_2d.py]                 the paper's 2-D multimodal bandit (PNG + table)
-#   ./benchmark.sh learn  [--preset quick|paper] [--envs ..] [--seeds ..]   learning curves of both scripts over envs and
-#                         [--workers N] [--slurm] [-- script args]          seeds, then the table and plot (see
+#   ./benchmark.sh learn  [--preset quick|sac-budget|paper] [--envs ..]     learning curves of both scripts over envs and
+#                         [--seeds ..] [--workers N] [--slurm] [-- args]    seeds, then the table and plot (see
 #                                                                           benchmarks/learning.py and docs/benchmarking.md)
 #   ./benchmark.sh aggregate DIR                                            results.csv, results.md, learning_curves.png
 #                                                                           of a learn run's output directory
 #   ./benchmark.sh aggregate DIR --select-seeds 1,2,3                       ... and tuned vs fixed w on held-out seeds
+#   ./benchmark.sh aggregate DIR --reference CSV [--unfinished]             ... training returns beside CSV's (CleanRL SAC)
+#   ./benchmark.sh spread CHECKPOINT [--setting NAME=ARGS ...]              the sampler's per-state spread on a trained
+#                                                                           critic, under other settings too
 set -euo pipefail
 cd "$(dirname "$0")"
 usage() { sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$(basename "$0")"; }  # the comment header above: one text, no copy
 mode=${1:-}
 case "$mode" in
   -h | --help | help) usage; exit 0 ;;
-  speed | bandit | learn | aggregate) ;;
+  speed | bandit | learn | aggregate | spread) ;;
   "") { echo "error: no mode given"; usage; } >&2; exit 2 ;;
   *) { echo "error: unknown mode '$mode'"; usage; } >&2; exit 2 ;;
 esac
@@ -30,4 +33,5 @@ case "$mode" in
   bandit) exec python benchmarks/bandit_2d.py "$@" ;;
   learn) exec python benchmarks/learning.py "$@" ;;
   aggregate) exec python benchmarks/aggregate.py "$@" ;;
+  spread) exec python benchmarks/sampler_spread.py "$@" ;;
 esac

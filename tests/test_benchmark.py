@@ -201,6 +201,41 @@ def test_unfinished_runs_are_taken_up_to_their_last_step_only_when_asked(tmp_pat
     )
 
 
+@pytest.mark.parametrize("script", ["lql", "nclql"])
+def test_sampler_spread_compares_settings_on_a_trained_critic(tmp_path, monkeypatch, capsys, script):
+    import sampler_spread
+
+    module = __import__(f"{script}_continuous_action")
+    small = dict(langevin_steps=3) if script == "lql" else dict(num_levels=3, steps_per_level=1)
+    monkeypatch.chdir(tmp_path)
+    _, run_dir = module.train(
+        module.Args(
+            env_id="InvertedPendulum-v4",
+            total_timesteps=60,
+            num_envs=2,
+            learning_starts=40,
+            batch_size=16,
+            eval_frequency=0,
+            eval_episodes=2,
+            checkpoint_frequency=60,
+            **small,
+        )
+    )
+    checkpoint = f"{run_dir}/checkpoint.pt"
+    assert sampler_spread.main([checkpoint, "--states", "4", "--chains", "64"]) == 0
+    rows = [line.split(" | ") for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "-|" not in line]
+    stds = {name.lstrip("| "): float(std) for name, std, *_ in rows[1:]}
+    defaults = sampler_spread.DEFAULT_SETTINGS["LQL" if script == "lql" else "NC-LQL"]
+    assert list(stds) == ["the run's own", *defaults]
+    assert all(0 <= std < 1 for std in stds.values()) and stds["the run's own"] > 0.1
+    greedy = next(name for name in defaults if "--grad-norm" in name)  # a drift of fixed length: far narrower
+    assert stds[greedy] < 0.5 * stds["the run's own"]
+    assert sampler_spread.main([checkpoint, "--states", "2", "--chains", "8", "--setting", "hot=--w 10"]) == 0
+    assert "| hot | " in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="^error: --setting must be NAME=ARGS"):
+        sampler_spread.main([checkpoint, "--setting", "--w 1"])
+
+
 def test_curves_of_seeds_with_different_evaluation_steps_are_interpolated_inside_their_common_range(tmp_path):
     write_run(tmp_path, "lql", "Hopper-v4", 1, [(1000, 0.0), (3000, 20.0)], wall_time=10.0)
     write_run(tmp_path, "lql", "Hopper-v4", 2, [(2000, 10.0), (4000, 30.0)], wall_time=10.0)

@@ -1,0 +1,126 @@
+"""How the Langevin sampler acts on a trained critic, per state: the spread of its actions, the share clipped to the box,
+and the critic's value of them against uniform actions, for the run's own sampler settings and others.
+
+    ./benchmark.sh spread runs/{run}/checkpoint.pt [--setting 'NAME=ARGS' ...] [--states 16] [--chains 256]
+
+A checkpoint of either script (with its replay buffer: the states come from it). Each setting is script arguments on
+top of the run's own (e.g. `--setting 'cold=--w 0.02 --step-size 1e-4'`); without any, a few temperatures and step
+sizes. Columns, means over `--states` replayed states with `--chains` chains each:
+- action std: the standard deviation of the actions drawn at one state, per dimension (a uniform law on [-1, 1] has
+  1/sqrt(3) = 0.577: a sampler near that barely left its uniform start);
+- clipped: the share of action coordinates on the box's faces;
+- Q of the actions: the critics' mean at the clean level, against the mean and the best of 4096 uniform actions.
+"""
+
+import argparse
+import importlib
+import shlex
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_SETTINGS = {  # by algorithm: their step sizes mean different things (a level ladder's base, a constant step)
+    "NC-LQL": {
+        "w 0.1, step 1e-5 (the default)": "--w 0.1 --step-size 1e-5",
+        "w 0.1, step 1e-4": "--w 0.1 --step-size 1e-4",
+        "w 0.02, step 1e-4": "--w 0.02 --step-size 1e-4",
+        "the authors' (--grad-norm --w 0.002 --step-size 1e-4)": "--grad-norm --w 0.002 --step-size 1e-4",
+    },
+    "LQL": {"w 0.1 (the default)": "--w 0.1", "w 0.02": "--w 0.02", "--grad-norm --w 0.002": "--grad-norm --w 0.002"},
+}
+
+
+def load(path):
+    """The script module, the run's Args and its critics."""
+    import gymnasium as gym
+    import tyro
+
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise SystemExit(f"error: cannot read checkpoint {path} ({type(e).__name__})") from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("buffer") is None:
+        raise SystemExit(f"error: {path} holds no replay buffer (a checkpoint written with --checkpoint-buffer is needed)")
+    sys.path.insert(0, str(REPO))
+    module = importlib.import_module(
+        {"LQL": "lql_continuous_action", "NC-LQL": "nclql_continuous_action"}[checkpoint["algorithm"]]
+    )
+    known = module.Args.__dataclass_fields__
+    args = module.Args(**{k: v for k, v in checkpoint["args"].items() if k in known})
+    with warnings.catch_warnings():  # gymnasium's "v4 is out of date": only the sizes are needed
+        warnings.simplefilter("ignore")
+        env = gym.make(args.env_id)
+    obs_dim, act_dim = int(np.prod(env.observation_space.shape)), int(np.prod(env.action_space.shape))
+    env.close()
+    qf = module.CriticEnsemble(obs_dim, act_dim)
+    qf.load_state_dict(checkpoint["qf"])
+    settings = lambda tokens: tyro.cli(module.Args, args=tokens, default=args)
+    return module, args, qf, checkpoint, settings
+
+
+def spread(module, qf, args, obs, n_chains):
+    """(action std, clipped share, mean Q of the actions) of the script's sampler under `args` at the states `obs`."""
+    states = obs.repeat_interleave(n_chains, 0)
+    with torch.no_grad():
+        if hasattr(module, "noise_levels"):
+            sigmas = module.noise_levels(args.sigma_max, args.sigma_min, args.num_levels)
+            actions = module.sample_actions(qf, states, sigmas, args)
+            q = qf(states, actions, torch.full((1,), args.num_levels - 1)).mean(0)
+        else:
+            actions = module.sample_actions(qf, states, args)
+            q = qf(states, actions).mean(0)
+    per_state = actions.view(len(obs), n_chains, -1)
+    return per_state.std(1).mean().item(), (actions.abs() >= 1).float().mean().item(), q.mean().item()
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoint")
+    parser.add_argument("--setting", action="append", default=[], metavar="NAME=ARGS", help="sampler settings to compare")
+    parser.add_argument("--states", type=int, default=16, help="replayed states (default: 16)")
+    parser.add_argument("--chains", type=int, default=256, help="chains per state (default: 256)")
+    parser.add_argument("--seed", type=int, default=0)
+    options = parser.parse_args(argv)
+    if options.states < 1 or options.chains < 2:
+        raise SystemExit("error: --states must be >= 1 and --chains >= 2")
+    named = {}
+    for spec in options.setting:
+        name, sep, text = spec.partition("=")
+        if not sep or not name:
+            raise SystemExit(f"error: --setting must be NAME=ARGS, got {spec!r}")
+        named[name] = text
+    torch.set_num_threads(1)
+    module, args, qf, checkpoint, settings = load(options.checkpoint)
+    torch.manual_seed(options.seed)
+    buffer = checkpoint["buffer"]
+    obs = buffer["obs"][torch.randint(0, buffer["size"], (options.states,))]
+    act_dim = buffer["actions"].shape[1]
+    with torch.no_grad():
+        uniform = torch.rand(options.states * 4096, act_dim) * 2 - 1
+        states = obs.repeat_interleave(4096, 0)
+        clean = (torch.full((1,), args.num_levels - 1),) if hasattr(module, "noise_levels") else ()
+        q_uniform = qf(states, uniform, *clean).mean(0).view(options.states, 4096)
+    print(f"# Sampler spread: {options.checkpoint}\n")
+    print(
+        f"{checkpoint['algorithm']} on {args.env_id} at env step {checkpoint['global_step']:,}; "
+        f"{options.states} replayed states, "
+        f"{options.chains} chains each. Q of uniform actions: mean {q_uniform.mean():.3f}, best of 4096 "
+        f"{q_uniform.max(1).values.mean():.3f}; a uniform law's action std is {1 / 3**0.5:.3f}.\n"
+    )
+    print("| sampler | action std per state | clipped | Q of the actions |")
+    print("|-|-|-|-|")
+    defaults = DEFAULT_SETTINGS[checkpoint["algorithm"]]
+    rows = {"the run's own": []} | {name: shlex.split(text) for name, text in (named or defaults).items()}
+    for name, tokens in rows.items():
+        torch.manual_seed(options.seed)
+        std, clipped, q = spread(module, qf, settings(tokens), obs, options.chains)
+        print(f"| {name} | {std:.3f} | {clipped:.3f} | {q:.3f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
