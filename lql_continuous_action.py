@@ -44,15 +44,15 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # finish the step, checkpoint, e
 @dataclass
 class Args:
     # core
-    exp_name: str = os.path.basename(__file__)[: -len(".py")]  # the name of this experiment (part of the run's name)
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]  # the name of this experiment (part of the run directory name)
     seed: int = 1  # seed of the experiment (torch, numpy, random and the environments)
     torch_deterministic: bool = True  # if toggled, sets `torch.backends.cudnn.deterministic=True`
     cuda: bool = False  # if toggled, runs on CUDA (fails clearly when no GPU is visible)
-    track: bool = False  # if toggled, tracks the run with Weights and Biases (the TensorBoard logs, synced)
+    track: bool = False  # if toggled, tracks the experiment with Weights and Biases (the TensorBoard logs, synced)
     wandb_project_name: str = "lql"  # the wandb's project name
     wandb_entity: str | None = None  # the entity (team) of wandb's project
     capture_video: bool = False  # if toggled, records videos of the first training environment under `videos/{run_name}`
-    save_model: bool = False  # if toggled, saves the critics and the Args to `runs/{run_name}/{exp_name}.cleanrl_model`
+    save_model: bool = False  # if toggled, saves the critics and Args to `runs/{run_name}/{exp_name}.cleanrl_model` at the end
     # algorithm
     env_id: str = "Walker2d-v4"  # the id of a gymnasium environment with a bounded Box action space
     total_timesteps: int = 5_000_000  # total environment steps, summed over the parallel environments (authors: 5e6)
@@ -64,27 +64,27 @@ class Args:
     learning_starts: int = 30_000  # environment steps of uniform random actions before learning starts (authors: 30k)
     learning_rate: float = 1e-4  # the Adam learning rate of the critics
     reward_scale: float = 0.2  # rewards are multiplied by this in the TD target (authors: 0.2)
-    w: float = 0.1  # temperature of the soft policy pi ∝ exp(Q / w); bigger explores more
+    w: float = 0.1  # temperature of pi ∝ exp(Q / w); bigger explores more (authors' 500 is 1/w with --grad-norm)
     langevin_steps: int = 20  # Langevin steps K per action and per TD-target action (NC-LQL's L*T = 20)
     step_size: float = 1e-2  # Langevin step size eps (constant; chosen by measurement: docs/lql.md)
-    grad_norm: bool = False  # if toggled, unit-normalises the action-gradient per chain, as the authors' code (w = 1/w_code)
+    grad_norm: bool = False  # if toggled, unit-normalises the action-gradient per chain as the authors do (then w = 1/500)
     # speed (docs/speed.md)
     compile: bool = False  # if toggled, compiles the update and the acting sampler with torch.compile (same numbers)
     cudagraphs: bool = False  # if toggled (with --cuda), replays the update and the acting sampler from CUDA graphs
     threads: int = 1  # torch's CPU threads (0: torch's default, one per core); small networks run fastest on one
     # automatic temperature (docs/autotune.md)
-    autotune_w: bool = False  # if toggled, tunes w toward a target entropy by a dual step on log w, as SAC tunes alpha
+    autotune_w: bool = False  # if toggled, adapts w toward a target entropy by a dual step on log w, as SAC tunes alpha
     target_entropy_per_dim: float = -1.0  # the target entropy (nats) per action dimension in [-1, 1]^d; -1: SAC's -dim(A)
     autotune_frequency: int = 10  # updates between two entropy estimates and dual steps
     autotune_states: int = 4  # states (from the replay batch) per entropy estimate
-    autotune_chains: int = 64  # chains per state for the entropy estimate (must exceed dim(A) + 1)
+    autotune_chains: int = 64  # chains per state for the entropy estimate (must exceed dim(A) + 1: a covariance per state)
     autotune_lr: float = 0.05  # dual step on log w as a fraction of the Newton step, in (0, 1]; less averages noise
-    autotune_cooling_fraction: float = 1.0  # the target falls from d log 2 (uniform) to the target over this much learning
+    autotune_cooling_fraction: float = 1.0  # the target falls from the uniform law's d log 2 over this fraction of learning
     # checkpoints and evaluation (docs/checkpoints.md)
-    eval_frequency: int = 125_000  # evaluate every this many env steps (0: no periodic evaluation; a final one always runs)
+    eval_frequency: int = 125_000  # evaluate every this many env steps (0: never periodically; a final one always runs)
     eval_episodes: int = 20  # episodes per evaluation, run in parallel on separate environments (authors: 20)
     log_frequency: int = 100  # log losses and sampler diagnostics every this many updates
-    checkpoint_frequency: int = 100_000  # write runs/{run_name}/checkpoint.pt every this many env steps (0: when stopped)
+    checkpoint_frequency: int = 100_000  # write runs/{run_name}/checkpoint.pt every this many env steps (0: on a stop only)
     checkpoint_buffer: bool = True  # if toggled, checkpoints hold the replay buffer (exact resume); off: small files
     resume: str | None = None  # continue the run of this checkpoint: give the run's own command line plus --resume PATH
     eval_checkpoint: str | None = None  # evaluate the critics of this checkpoint or saved model instead of training
@@ -92,20 +92,23 @@ class Args:
 
 def check_args(args: Args) -> None:
     """Refuses bad input with a one-line message before anything is built."""
-    bounds = [  # (flags, rule, test)
-        ("w step_size learning_rate", "> 0", lambda v: v > 0),
-        ("langevin_steps total_timesteps num_envs buffer_size", ">= 1", lambda v: v >= 1),
-        ("batch_size eval_episodes log_frequency", ">= 1", lambda v: v >= 1),
-        ("learning_starts eval_frequency checkpoint_frequency threads", ">= 0", lambda v: v >= 0),
-        ("gamma autotune_cooling_fraction", "in [0, 1]", lambda v: 0 <= v <= 1),
-        ("tau", "in (0, 1]", lambda v: 0 < v <= 1),
+    bounds = [  # (rule, test, flags)
+        ("> 0", lambda v: v > 0, "w step_size learning_rate"),
+        (
+            ">= 1",
+            lambda v: v >= 1,
+            "langevin_steps total_timesteps num_envs buffer_size batch_size eval_episodes log_frequency",
+        ),
+        (">= 0", lambda v: v >= 0, "learning_starts eval_frequency checkpoint_frequency threads"),
+        ("in [0, 1]", lambda v: 0 <= v <= 1, "gamma autotune_cooling_fraction"),
+        ("in (0, 1]", lambda v: 0 < v <= 1, "tau"),
     ]
     notes = {"w": " (the temperature of pi ∝ exp(Q/w))", "threads": " (0: torch's default)"}
     problems = [
-        f"--{flag.replace('_', '-')} must be {rule}{notes.get(flag, '')}, got {getattr(args, flag)}"
-        for flags, rule, test in bounds
-        for flag in flags.split()
-        if not test(getattr(args, flag))
+        f"--{name.replace('_', '-')} must be {rule}{notes.get(name, '')}, got {getattr(args, name)}"
+        for rule, test, names in bounds
+        for name in names.split()
+        if not test(getattr(args, name))
     ]
     if args.autotune_w and (args.autotune_frequency < 1 or args.autotune_states < 1 or not 0 < args.autotune_lr <= 1):
         problems.append("--autotune-frequency and --autotune-states must be >= 1 and --autotune-lr in (0, 1] (a Newton step)")
@@ -115,21 +118,21 @@ def check_args(args: Args) -> None:
         problems.append("--cuda was given but torch sees no CUDA device")
     if args.cudagraphs and not args.cuda:
         problems.append("--cudagraphs needs --cuda (CUDA graphs run on a GPU only)")
-    trains = not args.eval_checkpoint  # refuse runs that could never make an update
-    if trains and args.batch_size > args.buffer_size:
+    can_train = not args.eval_checkpoint  # runs that could never make an update
+    if can_train and args.batch_size > args.buffer_size:
         problems.append(f"--batch-size {args.batch_size} exceeds --buffer-size {args.buffer_size}: nothing would train")
-    if trains and args.learning_starts >= args.total_timesteps:
+    if can_train and args.learning_starts >= args.total_timesteps:
         problems.append(
             f"--learning-starts {args.learning_starts} is not shorter than --total-timesteps {args.total_timesteps}: "
             "the run would end in the random warm-up, before any update"
         )
-    elif trains and args.batch_size > args.total_timesteps:
+    elif can_train and args.batch_size > args.total_timesteps:
         problems.append(
             f"--batch-size {args.batch_size} exceeds --total-timesteps {args.total_timesteps}: nothing would train"
         )
     if args.track and importlib.util.find_spec("wandb") is None:
         problems.append("--track needs wandb: pip install wandb")
-    if args.capture_video and importlib.util.find_spec("moviepy") is None:  # gymnasium's RecordVideo writes with it
+    if args.capture_video and importlib.util.find_spec("moviepy") is None:  # gymnasium's RecordVideo writes with moviepy
         problems.append("--capture-video needs moviepy: pip install moviepy")
     if problems:
         raise SystemExit("error: " + "; ".join(problems))
@@ -144,7 +147,7 @@ def check_args(args: Args) -> None:
         raise SystemExit(f"error: {args.env_id} has a {type(space).__name__} action space; LQL needs a continuous Box")
     if args.autotune_w and args.autotune_chains <= space.shape[0] + 1:
         raise SystemExit(f"error: --autotune-chains must exceed dim(A) + 1 = {space.shape[0] + 1} (a covariance per state)")
-    if args.autotune_w and args.target_entropy_per_dim >= math.log(2):  # the uniform law's: w would rise forever
+    if args.autotune_w and args.target_entropy_per_dim >= math.log(2):  # the uniform law has the most: w would rise forever
         raise SystemExit(
             f"error: --target-entropy-per-dim {args.target_entropy_per_dim} is unreachable: the most any law on [-1, 1]^d "
             f"has is log 2 = {math.log(2):.3f} per dimension"
@@ -156,9 +159,10 @@ def check_args(args: Args) -> None:
 
 
 def check_rendering(env_id):
-    """Renders one frame, so that a machine that cannot is refused in one line before anything is written."""
+    """Renders one frame before anything is written: a machine that cannot render is refused in one line. Without a
+    display MuJoCo's default (GLFW) cannot render, so EGL is then the default."""
     if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
-        os.environ["MUJOCO_GL"] = "egl"  # without a display MuJoCo's default (GLFW) cannot render
+        os.environ["MUJOCO_GL"] = "egl"
     try:
         env = gym.make(env_id, render_mode="rgb_array")
         env.reset(seed=0)
@@ -185,14 +189,17 @@ def make_env(env_id, seed, idx, capture_video, run_name):
 
 
 def make_vector_env(env_id, seed, num_envs, capture_video=False, run_name=""):
-    # SAME_STEP autoreset: no stored transition spans a reset (CleanRL's scripts mishandle gymnasium 1.x's NEXT_STEP)
-    thunks = [make_env(env_id, seed, i, capture_video, run_name) for i in range(num_envs)]
-    envs = gym.vector.SyncVectorEnv(thunks, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    # SAME_STEP autoreset: an ended episode's true last observation is in infos["final_obs"], so no transition spans a
+    # reset (CleanRL's scripts mishandle gymnasium 1.x's default, NEXT_STEP)
+    envs = gym.vector.SyncVectorEnv(
+        [make_env(env_id, seed, i, capture_video, run_name) for i in range(num_envs)],
+        autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
+    )
     return gym.wrappers.vector.RecordEpisodeStatistics(envs)
 
 
 def real_next_observations(next_obs, terminations, truncations, infos):
-    """s' of each transition: the returned observation, or for an ended episode its true last one (infos["final_obs"])."""
+    """s' of each transition: the returned observation, except for ended episodes (whose returned one starts the next)."""
     real_next_obs = next_obs.copy()
     for i in np.flatnonzero(np.logical_or(terminations, truncations)):
         real_next_obs[i] = infos["final_obs"][i]
@@ -212,7 +219,7 @@ class ActionScaler:
 
 # ALGO LOGIC: the critics, the Langevin sampler, the replay buffer and the update (docs/lql.md, "Implementation details")
 def tanh_softplus(z):
-    """tanh(softplus(z)) = n / (n + 2) with n = e^z (e^z + 2): one exp, cheaper than torch's mish; and e^z."""
+    """tanh(softplus(z)) from one exp: n / (n + 2) with n = e^z (e^z + 2), cheaper than torch's mish; also returns e^z."""
     e = torch.exp(z.clamp(max=20.0))  # beyond 20, tanh(softplus(z)) == 1 in float32
     n = e * (e + 2)
     return n / (n + 2), e
@@ -241,8 +248,9 @@ class EnsembleLinear(nn.Module):
         self.bias = nn.Parameter(torch.zeros(n_members, 1, out_features)) if bias else None
 
     def forward(self, x):  # x is (E, N, in), or (N, in) shared by every member
-        y = torch.matmul(x, self.weight)
-        return y if self.bias is None else y + self.bias
+        if self.bias is None:
+            return torch.matmul(x, self.weight)
+        return torch.matmul(x, self.weight) + self.bias
 
 
 class CriticEnsemble(nn.Module):
@@ -257,12 +265,10 @@ class CriticEnsemble(nn.Module):
         self.hidden = nn.ModuleList(EnsembleLinear(n_critics, hidden_dim, hidden_dim) for _ in range(n_hidden_layers - 1))
         self.out = EnsembleLinear(n_critics, hidden_dim, 1)
 
-    def state_features(self, obs):
-        """(N, obs_dim) -> (E, N, hidden): the state's contribution to the first layer, bias included."""
+    def state_features(self, obs):  # (N, obs_dim) -> (E, N, hidden), bias included
         return self.state_in(obs)
 
-    def q_from_features(self, features, actions):
-        """(E, N, hidden), (N, act_dim) -> (E, N) Q-values of every critic."""
+    def q_from_features(self, features, actions):  # (E, N, hidden) state features, (N, act_dim) -> (E, N)
         h = mish(features + self.action_in(actions))
         for layer in self.hidden:
             h = mish(layer(h))
@@ -270,8 +276,8 @@ class CriticEnsemble(nn.Module):
 
     @torch.no_grad()
     def mean_action_gradient(self, features, actions):
-        """grad_a of the critics' mean Q, backpropagated by hand: no autograd graph, no parameter gradients, and about 2x
-        faster than autograd (the Langevin loop's hot path)."""
+        """grad_a of the critics' mean Q, backpropagated by hand: no autograd graph and no parameter gradients, about 2x
+        faster than autograd (the sampler's hot path)."""
         h, slope = mish_and_derivative(features + self.action_in(actions))
         slopes = [slope]
         for layer in self.hidden:
@@ -287,7 +293,7 @@ class CriticEnsemble(nn.Module):
 
 
 def action_gradient(q_fn, actions):
-    """grad_a sum_n q_fn(a)_n, the per-chain action-gradients, by autograd; the critics' `.grad` stay untouched."""
+    """Per-chain grad_a of q_fn by autograd; only the actions require a gradient, so the critics' `.grad` stay untouched."""
     with torch.enable_grad():
         a = actions.detach().requires_grad_(True)
         (grad,) = torch.autograd.grad(q_fn(a).sum(), a)
@@ -311,8 +317,8 @@ def langevin_sample(q_fn, actions, w, n_steps, step_size, grad_norm=False, grad_
 
 
 def mean_critic(qf, obs):
-    """The sampler's q_fn and grad_fn: a -> the critics' mean Q(s, a) (the mean keeps w the temperature) and its
-    action-gradient, with the state's features computed once, not once per Langevin step."""
+    """The sampler's q_fn and grad_fn: a -> the critics' mean Q (the mean keeps w the true temperature) and its
+    action-gradient; the state features are computed once per call."""
     features = qf.state_features(obs)
     q_fn = lambda actions: qf.q_from_features(features, actions).mean(0)
     grad_fn = lambda actions: qf.mean_action_gradient(features, actions)
@@ -320,16 +326,17 @@ def mean_critic(qf, obs):
 
 
 def sample_actions(qf, obs, args, w=None):
-    """One action per state: a Langevin chain from Uniform[-1, 1]^d on the mean of the online critics."""
+    """One action per state: a Langevin chain from Uniform[-1, 1]^d on the online critics' mean. w=None: args.w."""
     start = torch.rand(obs.shape[0], qf.action_in.weight.shape[1], device=obs.device) * 2 - 1
     q_fn, grad_fn = mean_critic(qf, obs)
-    w = args.w if w is None else w
-    return langevin_sample(q_fn, start, w, args.langevin_steps, args.step_size, args.grad_norm, grad_fn)
+    return langevin_sample(
+        q_fn, start, args.w if w is None else w, args.langevin_steps, args.step_size, args.grad_norm, grad_fn
+    )
 
 
 class ReplayBuffer:
-    """Uniform replay over preallocated tensors on the training device; actions in [-1, 1]^d. Only `terminated` is stored:
-    a time-limit truncation still bootstraps, from the true final observation."""
+    """Uniform replay over preallocated tensors on the training device; actions in [-1, 1]^d. Only `terminated` is
+    stored: a time-limit truncation still bootstraps, from the true final observation."""
 
     FIELDS = ("obs", "next_obs", "actions", "rewards", "terminations")
 
@@ -342,8 +349,7 @@ class ReplayBuffer:
         self.terminations = torch.zeros(capacity, dtype=torch.float32, device=device)
         self.pos, self.size = 0, 0
 
-    def add(self, obs, next_obs, actions, rewards, terminations):
-        """Adds n transitions (one per environment), overwriting the oldest when full."""
+    def add(self, obs, next_obs, actions, rewards, terminations):  # one transition per environment; the oldest go first
         n = len(rewards)
         idx = torch.arange(self.pos, self.pos + n, device=self.device) % self.capacity
         for field, value in zip(self.FIELDS, (obs, next_obs, actions, rewards, terminations), strict=True):
@@ -351,8 +357,7 @@ class ReplayBuffer:
         self.pos = (self.pos + n) % self.capacity
         self.size = min(self.size + n, self.capacity)
 
-    def state_dict(self):
-        """The filled part only (rows 0 .. size-1: the buffer fills from 0 and wraps only when full)."""
+    def state_dict(self):  # the filled rows only: the buffer fills from row 0 and wraps only when full
         return {"pos": self.pos, "size": self.size, **{f: getattr(self, f)[: self.size].clone() for f in self.FIELDS}}
 
     def load_state_dict(self, state):
@@ -366,8 +371,10 @@ class ReplayBuffer:
 
 
 def update_critics(qf, qf_target, optimizer, batch, args, w=None):
-    """a' ~ Langevin on the online critics at s', y = reward_scale * r + gamma * (1 - terminated) * min_i Q_i^targ(s', a'),
-    one Adam step on the summed MSE, then the Polyak update of the targets."""
+    """One training iteration:
+    1. a' by the sampler on the online critics at s'; y = scale * r + gamma * (1 - term) * min_i Q_i^targ(s', a');
+    2. TD step: Q_i(s, a) regresses onto y (one Adam step on the summed MSE);
+    3. Polyak update of the targets."""
     obs, actions, rewards, next_obs, terminations = batch
     next_actions = sample_actions(qf, next_obs, args, w)
     with torch.no_grad():
@@ -384,7 +391,7 @@ def update_critics(qf, qf_target, optimizer, batch, args, w=None):
 
 
 def sampler_diagnostics(qf, obs, sampled_actions):
-    """What a researcher watches: spread of sampled actions, action-gradient norm there, share of clipped coordinates."""
+    """Spread of sampled actions, the action-gradient's norm there, share of clipped coordinates."""
     grad = mean_critic(qf, obs)[1](sampled_actions)
     return {
         "sampler/action_std": sampled_actions.std(0).mean(),
@@ -394,10 +401,10 @@ def sampler_diagnostics(qf, obs, sampled_actions):
 
 
 # Automatic temperature (--autotune-w): w is the multiplier of the constraint E_s H(pi(.|s)) >= target, tuned by damped
-# Newton steps on log w toward a target that cools from the uniform law's entropy (docs/autotune.md)
+# Newton steps on log w, toward a target that cools from the uniform law's entropy (docs/autotune.md)
 def gaussian_entropy(samples):
     """(S, M, d) samples of S laws -> (S,) entropies of Gaussians with their covariances (an upper bound, exact for a
-    Gaussian). The M-sample log det's Wishart bias, sum_i [psi((M - i) / 2) - log((M - 1) / 2)], is added back."""
+    Gaussian); the M-sample log det's Wishart bias sum_i [psi((M - i) / 2) - log((M - 1) / 2)] is added back."""
     n, d = samples.shape[1], samples.shape[2]
     centred = samples - samples.mean(1, keepdim=True)
     covariance = centred.transpose(1, 2) @ centred / (n - 1) + 1e-6 * torch.eye(d, device=samples.device)
@@ -407,20 +414,20 @@ def gaussian_entropy(samples):
 
 
 def policy_entropy(sample, obs, n_chains):
-    """Mean over states of the entropy bound of the action law, from `n_chains` draws of `sample(obs)` per state."""
+    """Mean over states of the Gaussian entropy bound of `sample(obs)`'s action law, from `n_chains` chains per state."""
     with torch.no_grad():
         actions = sample(obs.repeat_interleave(n_chains, 0))
     return gaussian_entropy(actions.view(obs.shape[0], n_chains, -1)).mean()
 
 
 def temperature_optimizer(log_w, act_dim, newton_fraction):
-    """SGD on log w with lr = fraction / (d / 2): a damped Newton step (dH/dlog w = Var_pi(Q / w) = d/2 for quadratic Q)."""
+    """SGD on log w with lr = fraction / (d / 2): a damped Newton step, the dual's curvature being d/2 for a quadratic Q."""
     return torch.optim.SGD([log_w], lr=newton_fraction / (act_dim / 2))
 
 
 def scheduled_target_entropy(global_step, args, act_dim):
-    """d log 2 at --learning-starts, linearly down to --target-entropy-per-dim * d at --autotune-cooling-fraction of the
-    learning steps, then constant (fraction 0: the final target throughout)."""
+    """The hot start: d log 2 (the uniform law's) at --learning-starts, linearly down to --target-entropy-per-dim * d
+    at --autotune-cooling-fraction of the learning steps, then constant (a fraction 0: the final target throughout)."""
     final, uniform = args.target_entropy_per_dim * act_dim, act_dim * math.log(2)
     cooling_steps = args.autotune_cooling_fraction * (args.total_timesteps - args.learning_starts)
     progress = min(max((global_step - args.learning_starts) / cooling_steps, 0.0), 1.0) if cooling_steps > 0 else 1.0
@@ -428,8 +435,8 @@ def scheduled_target_entropy(global_step, args, act_dim):
 
 
 def temperature_step(log_w, w_optimizer, entropy, target_entropy):
-    """One dual step on the loss log_w * (H - target): w falls while the policy is more random than the target, and rises
-    while it is less (SAC's rule for alpha)."""
+    """One dual step on log w with gradient H - target: w falls while the policy is more random than the target and
+    rises while it is less (SAC's rule for its alpha)."""
     w_loss = log_w * (entropy - target_entropy).detach()
     w_optimizer.zero_grad()
     w_loss.backward()
@@ -468,23 +475,9 @@ def train(args: Args):
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
     torch.backends.cudnn.deterministic = args.torch_deterministic
-    if args.track:
-        import wandb
-
-        wandb.init(
-            project=args.wandb_project_name,
-            entity=args.wandb_entity,
-            sync_tensorboard=True,
-            config=vars(args),
-            name=run_name,
-            save_code=True,
-        )
-    # a resumed run appends to its own logs; purge_step hides what a crashed run logged after its checkpoint
-    writer = SummaryWriter(f"runs/{run_name}", purge_step=checkpoint["global_step"] + 1 if checkpoint else None)
-    if checkpoint is None:
-        writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in vars(args).items()))
+    writer = make_writer(args, run_name, checkpoint)
     envs = make_vector_env(args.env_id, args.seed, args.num_envs, args.capture_video, run_name)
-    stop = StopSignals()  # a SIGINT / SIGTERM stops the loop after its step, with a checkpoint
+    stop = StopSignals()  # the first SIGINT / SIGTERM: the loop checkpoints and exits after the current step
     try:
         obs_dim = int(np.prod(envs.single_observation_space.shape))
         act_dim = int(np.prod(envs.single_action_space.shape))
@@ -501,26 +494,25 @@ def train(args: Args):
         log_w = torch.tensor(math.log(args.w), device=device, requires_grad=True)  # tuned only with --autotune-w
         w_optimizer = temperature_optimizer(log_w, act_dim, args.autotune_lr)
         rb = ReplayBuffer(args.buffer_size, obs_dim, act_dim, device)
-        # what a checkpoint holds besides log_w, the buffer, the environments and the loop's state
-        models = dict(qf=qf, qf_target=qf_target, optimizer=optimizer, w_optimizer=w_optimizer)
 
         # TRY NOT TO MODIFY: start the game
         obs, _ = envs.reset(seed=args.seed)
         recent_returns, n_updates, global_step, start_iteration, next_eval = [], 0, 0, 0, args.eval_frequency or None
         if checkpoint is not None:  # continue exactly where the checkpoint was written
-            loop_state = resume_from(checkpoint, args, models, log_w, rb, envs)
-            obs, recent_returns, n_updates, global_step, start_iteration, next_eval = loop_state
+            obs, recent_returns, n_updates, global_step, start_iteration, next_eval = resume_from(
+                checkpoint, args, qf, qf_target, optimizer, log_w, w_optimizer, rb, envs
+            )
         every = args.checkpoint_frequency
-        next_checkpoint = (global_step // every + 1) * every if every else math.inf
+        next_checkpoint = (global_step // every + 1) * every if every else math.inf  # the next multiple of the frequency
         last_checkpoint, evaluated_at = args.resume, None  # the final evaluation reuses one made at the last step
         start_time, start_step = time.time(), global_step
-        tune_seconds, entropy = 0.0, None  # the tuner's time (logged) and its last entropy estimate
-        w = log_w.detach().exp() if args.autotune_w else None  # None: the fixed args.w
+        autotune_seconds, entropy = 0.0, None  # the tuner's time (logged) and its last entropy estimate
+        w = log_w.detach().exp() if args.autotune_w else None  # None: the fixed args.w (here for a run resumed at its end)
         progress = ProgressLine(args, global_step)
         n_iterations = -(-args.total_timesteps // args.num_envs)
         for iteration in range(start_iteration, n_iterations):
             iteration_start = time.time()
-            global_step += args.num_envs  # env steps, not vector steps
+            global_step += args.num_envs  # env steps, not vector steps (CleanRL #465)
             w = log_w.detach().exp() if args.autotune_w else None
             # ALGO LOGIC: put action logic here
             if global_step <= args.learning_starts:
@@ -532,7 +524,7 @@ def train(args: Args):
             # TRY NOT TO MODIFY: execute the game and log data.
             next_obs, rewards, terminations, truncations, infos = envs.step(scaler(actions))
             if "episode" in infos:
-                for i in np.flatnonzero(infos["_episode"]):  # every finished env's, not only the first's
+                for i in np.flatnonzero(infos["_episode"]):  # every finished env, not only the first (CleanRL #481)
                     episodic_return = float(infos["episode"]["r"][i])
                     recent_returns = (recent_returns + [episodic_return])[-10:]
                     writer.add_scalar("charts/episodic_return", episodic_return, global_step)
@@ -547,8 +539,8 @@ def train(args: Args):
                 n_updates += 1
                 if progress.learning_since is None:
                     progress.first_update_done(global_step, time.time() - iteration_start)
-                if not torch.isfinite(torch.cat([qf_losses, qf_values, log_w.detach()[None]])).all():  # don't train on garbage
-                    raise SystemExit(
+                if not torch.isfinite(torch.cat([qf_losses, qf_values, log_w.detach()[None]])).all():
+                    raise SystemExit(  # stop: no training on garbage
                         f"error: non-finite loss or Q-value at global_step={global_step} (update {n_updates}); "
                         f"last good checkpoint: {last_checkpoint or 'none written'}"
                     )
@@ -558,9 +550,12 @@ def train(args: Args):
                     entropy = policy_entropy(sample, batch[0][: args.autotune_states], args.autotune_chains)
                     target_entropy = scheduled_target_entropy(global_step, args, act_dim)
                     temperature_step(log_w, w_optimizer, entropy, target_entropy)
-                    tune_seconds += time.time() - tune_start
+                    autotune_seconds += time.time() - tune_start
                 if n_updates % args.log_frequency == 0 or n_updates == 1:  # the first at once: it trains
-                    tuned = entropy is not None and (log_w, entropy, target_entropy, tune_seconds / (time.time() - start_time))
+                    tuned = None
+                    if entropy is not None:  # w, its entropy and target, and the tuner's share of the time
+                        share = autotune_seconds / (time.time() - start_time)
+                        tuned = log_w.exp().item(), entropy.item(), target_entropy, share
                     sps = int((global_step - start_step) / (time.time() - start_time))
                     diagnostics = sampler_diagnostics(qf, batch[3], next_actions)
                     log_update(writer, global_step, qf_losses, qf_values, diagnostics, sps, tuned)
@@ -573,8 +568,9 @@ def train(args: Args):
                 print(f"global_step={global_step}, eval_return={eval_returns.mean():.1f} ± {eval_returns.std():.1f}")
             if global_step >= next_checkpoint or stop.received:  # docs/checkpoints.md
                 next_checkpoint += every
-                loop_state = dict(obs=obs, recent_returns=recent_returns, n_updates=n_updates, global_step=global_step)
-                state = checkpoint_state(args, run_name, models, log_w, rb, envs, loop_state, iteration, next_eval)
+                loop = dict(obs=obs, recent_returns=recent_returns, n_updates=n_updates, global_step=global_step)
+                loop.update(iteration=iteration, next_eval=next_eval)
+                state = checkpoint_state(args, run_name, qf, qf_target, optimizer, log_w, w_optimizer, rb, envs, loop)
                 last_checkpoint = save_checkpoint(f"runs/{run_name}/checkpoint.pt", state)
             if stop.received:
                 writer.flush()
@@ -596,19 +592,40 @@ def train(args: Args):
         envs.close()
         writer.close()
         if args.track:
+            import wandb
+
             wandb.finish()
     return qf, f"runs/{run_name}"
 
 
-# The machinery: logging, resume and checkpoints, progress, speed, evaluation of saved critics
-def log_update(writer, global_step, qf_losses, qf_values, diagnostics, sps, tuned):
-    """The losses and sampler diagnostics of an update; `tuned`: (log_w, entropy, target, time share) once w is tuned."""
-    if tuned:
-        log_w, entropy, target_entropy, time_fraction = tuned
-        writer.add_scalar("losses/w", log_w.exp().item(), global_step)
-        writer.add_scalar("losses/policy_entropy", entropy.item(), global_step)
-        writer.add_scalar("losses/target_entropy", target_entropy, global_step)
-        writer.add_scalar("charts/autotune_time_fraction", time_fraction, global_step)
+# The machinery below the loop: logging, resume, checkpoints, progress, speed, evaluation of saved critics
+def make_writer(args, run_name, checkpoint):
+    """CleanRL's TensorBoard writer, synced to Weights and Biases with --track. A resumed run appends to its own logs;
+    purge_step hides what a crashed run logged after its checkpoint."""
+    if args.track:
+        import wandb
+
+        wandb.init(
+            project=args.wandb_project_name,
+            entity=args.wandb_entity,
+            sync_tensorboard=True,
+            config=vars(args),
+            name=run_name,
+            save_code=True,
+        )
+    writer = SummaryWriter(f"runs/{run_name}", purge_step=checkpoint["global_step"] + 1 if checkpoint else None)
+    if checkpoint is None:
+        table = "\n".join(f"|{key}|{value}|" for key, value in vars(args).items())
+        writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + table)
+    return writer
+
+
+def log_update(writer, global_step, qf_losses, qf_values, diagnostics, sps, tuned=None):
+    """The losses and sampler diagnostics of an update; `tuned`: (w, entropy, target entropy, time share) once tuned."""
+    if tuned is not None:
+        for key, value in zip(("losses/w", "losses/policy_entropy", "losses/target_entropy"), tuned[:3], strict=True):
+            writer.add_scalar(key, value, global_step)
+        writer.add_scalar("charts/autotune_time_fraction", tuned[3], global_step)
     for i in range(2):
         writer.add_scalar(f"losses/qf{i + 1}_values", qf_values[i].item(), global_step)
         writer.add_scalar(f"losses/qf{i + 1}_loss", qf_losses[i].item(), global_step)
@@ -618,13 +635,15 @@ def log_update(writer, global_step, qf_losses, qf_values, diagnostics, sps, tune
     writer.add_scalar("charts/SPS", sps, global_step)
 
 
-def resume_from(checkpoint, args, models, log_w, rb, envs):
-    """Restores all that `checkpoint` holds; returns the loop's state (obs, recent_returns, n_updates, global_step, the
-    next iteration, next_eval)."""
+def resume_from(checkpoint, args, qf, qf_target, optimizer, log_w, w_optimizer, rb, envs):
+    """Restores everything `checkpoint` holds and returns the loop's state: obs, recent_returns, n_updates, global_step,
+    the next iteration and next_eval."""
+    qf.load_state_dict(checkpoint["qf"])
+    qf_target.load_state_dict(checkpoint["qf_target"])
     for group in checkpoint["optimizer"]["param_groups"]:  # Adam's mode follows this run's --cudagraphs
         group["capturable"] = args.cudagraphs
-    for key, model in models.items():
-        model.load_state_dict(checkpoint[key])
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    w_optimizer.load_state_dict(checkpoint["w_optimizer"])
     with torch.no_grad():
         log_w.copy_(checkpoint["log_w"])
     if checkpoint["buffer"] is not None:
@@ -637,32 +656,36 @@ def resume_from(checkpoint, args, models, log_w, rb, envs):
     if args.cuda and rng["cuda"] is not None:
         torch.cuda.set_rng_state_all([state.cpu() for state in rng["cuda"]])
     print(f"resumed {checkpoint['run_name']} at global_step={checkpoint['global_step']} from {args.resume}")
-    loop_state = [checkpoint[key] for key in ("obs", "recent_returns", "n_updates", "global_step")]
-    return *loop_state, checkpoint["iteration"] + 1, checkpoint["next_eval"]
+    loop = [checkpoint[key] for key in ("obs", "recent_returns", "n_updates", "global_step")]
+    return *loop, checkpoint["iteration"] + 1, checkpoint["next_eval"]
 
 
-def checkpoint_state(args, run_name, models, log_w, rb, envs, loop_state, iteration, next_eval):
-    """All a run needs to continue exactly as if it had not stopped."""
-    rng = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    rng["cuda"] = torch.cuda.get_rng_state_all() if args.cuda else None
+def checkpoint_state(args, run_name, qf, qf_target, optimizer, log_w, w_optimizer, rb, envs, loop):
+    """Everything a run needs to continue exactly as if it had not stopped; `loop`: the loop's state (obs, counters)."""
     return {
         "algorithm": ALGORITHM,
         "args": asdict(args),
         "run_name": run_name,
-        **{key: model.state_dict() for key, model in models.items()},
+        "qf": qf.state_dict(),
+        "qf_target": qf_target.state_dict(),
+        "optimizer": optimizer.state_dict(),
         "log_w": log_w.detach().clone(),
+        "w_optimizer": w_optimizer.state_dict(),
         "w": log_w.exp().item() if args.autotune_w else args.w,  # the w the critics act with
         "buffer": rb.state_dict() if args.checkpoint_buffer else None,
         "envs": env_state(envs),
-        **loop_state,
-        "iteration": iteration,
-        "next_eval": next_eval,
-        "rng": rng,
+        **loop,
+        "rng": {
+            "python": random.getstate(),
+            "numpy": np.random.get_state(),
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if args.cuda else None,
+        },
     }
 
 
 class StopSignals:
-    """The first SIGINT / SIGTERM only sets `received`, so that the loop checkpoints and exits; a second stops at once."""
+    """The first SIGINT / SIGTERM only sets `received`: the loop then checkpoints and exits; a second one stops at once."""
 
     def __init__(self):
         self.received = None
@@ -674,9 +697,9 @@ class StopSignals:
         self.received = signum
 
     def exit(self, global_step, path):
-        name = signal.Signals(self.received).name
         print(
-            f"{name} at global_step={global_step}: checkpoint written to {path}; resume with: {resume_command(path)}",
+            f"{signal.Signals(self.received).name} at global_step={global_step}: checkpoint written to {path}; "
+            f"resume with: {resume_command(path)}",
             file=sys.stderr,
         )
         sys.exit(128 + self.received)
@@ -687,8 +710,8 @@ class StopSignals:
 
 
 class ProgressLine:
-    """The console line, every 10 s: the random warm-up marked as such, and the time left from the rate of learning alone,
-    measured from the end of the first update (which may include minutes of compilation)."""
+    """The console line, every 10 s. The random warm-up is marked as such; the time left comes from the rate of learning
+    alone, measured from the end of the first update (which may include minutes of compilation)."""
 
     def __init__(self, args, global_step):
         self.args, self.last_print, self.last_step = args, time.time(), global_step
@@ -701,7 +724,7 @@ class ProgressLine:
 
     def print(self, global_step, n_updates, recent_returns, force=False):
         args = self.args
-        if args.compile and global_step <= args.learning_starts < global_step + args.num_envs:  # says why it goes silent
+        if args.compile and global_step <= args.learning_starts < global_step + args.num_envs:  # minutes of silence next
             print(
                 f"global_step={global_step}: learning starts; --compile compiles the sampler and the update first", flush=True
             )
@@ -723,24 +746,25 @@ class ProgressLine:
 
 
 def faster(fn, args):
-    """`fn` compiled (--compile) and replayed from CUDA graphs (--cudagraphs): the same numbers, faster (docs/speed.md)."""
-    fn = torch.compile(fn, dynamic=False) if args.compile else fn  # one graph per batch shape
+    """`fn` compiled by --compile (one graph per shape) and replayed from CUDA graphs by --cudagraphs (docs/speed.md)."""
+    fn = torch.compile(fn, dynamic=False) if args.compile else fn
     return CudaGraphed(fn) if args.cudagraphs else fn
 
 
 class CudaGraphed:
-    """`fn` replayed from CUDA graphs: one launch for all the kernels of a call (small networks are bound by launches).
-    One graph per signature: the shapes of the CUDA tensors among the arguments (one level into tuples) and the identity
-    of all other arguments, which the graph bakes in (they may change only in place). The first `warmup_calls` of a
-    signature run eagerly on a side stream, as capture requires. Random draws in a graph give an eager call's numbers."""
+    """--cudagraphs: `fn` replayed from CUDA graphs, one launch for all the kernels of a call (these small networks are
+    bound by launch overhead). One graph per signature: the shapes of the CUDA tensors among the arguments (one level
+    into tuples) and the identity of every other argument, which the graph bakes in (they may change only in place).
+    A call copies its CUDA tensors into the graph's inputs, replays, and returns copies of the outputs; the first
+    `warmup_calls` of a signature run eagerly on a side stream, as capture requires. Random draws in a graph use the
+    generator's graph-safe offsets: a replay gives an eager call's numbers (tested)."""
 
     def __init__(self, fn, warmup_calls=3):
         self.fn, self.warmup_calls = fn, warmup_calls
         self.calls, self.graphs = {}, {}
 
     @staticmethod
-    def is_input(x):
-        """the arguments copied into the graph at each call; all others are baked in"""
+    def is_input(x):  # the arguments copied into the graph at each call; all others are baked in
         return isinstance(x, torch.Tensor) and x.is_cuda
 
     @staticmethod
@@ -772,7 +796,7 @@ class CudaGraphed:
         return tuple(x.clone() for x in static_outputs) if isinstance(static_outputs, tuple) else static_outputs.clone()
 
 
-# Checkpoints (docs/checkpoints.md); the flags a resumed run may change (any other difference is refused):
+# Checkpoints (docs/checkpoints.md): the flags a resumed run may change; any other difference is refused
 RESUMABLE_CHANGES = set(
     "resume eval_checkpoint total_timesteps checkpoint_frequency checkpoint_buffer compile cudagraphs threads track "
     "wandb_project_name wandb_entity".split()
@@ -795,12 +819,12 @@ def env_layers(envs):
 
 
 def env_state(envs):
-    """The counters, arrays and RNGs of every env layer, and MuJoCo's simulator state (which gymnasium does not pickle):
-    what it takes to continue each episode exactly."""
+    """The counters, arrays and RNGs of every env layer, and MuJoCo's simulator state (gymnasium pickles a MuJoCo env
+    as a fresh one, so the physics is read out explicitly): what it takes to continue each episode exactly."""
     state = []
     for layer in env_layers(envs):
-        keep = (int, float, np.ndarray, np.random.Generator)
-        fields = {k: copy.deepcopy(v) for k, v in vars(layer).items() if isinstance(v, keep)}
+        kept = (int, float, np.ndarray, np.random.Generator)
+        fields = {k: copy.deepcopy(v) for k, v in vars(layer).items() if isinstance(v, kept)}
         if isinstance(getattr(layer, "data", None), mujoco.MjData):
             physics = np.empty(mujoco.mj_stateSize(layer.model, mujoco.mjtState.mjSTATE_INTEGRATION))
             mujoco.mj_getState(layer.model, layer.data, physics, mujoco.mjtState.mjSTATE_INTEGRATION)
@@ -821,7 +845,8 @@ def restore_env_state(envs, state):
 
 
 def save_checkpoint(path, state):
-    """Atomic (a temporary file, flushed, renamed over the latest): a crash while writing leaves the previous one intact."""
+    """Atomic: written to a temporary file, flushed to disk, then renamed over the latest checkpoint, so a crash while
+    writing leaves the previous checkpoint intact. Returns `path`."""
     with open(path + ".tmp", "wb") as f:
         torch.save(state, f)
         f.flush()
@@ -831,9 +856,9 @@ def save_checkpoint(path, state):
 
 
 def load_checkpoint(path, env_id, device, resuming=None):
-    """A checkpoint or saved model. Refused in one line: a missing, truncated or foreign file, another algorithm's, one for
-    another environment than `env_id` (None: any), one whose flags differ from the run `resuming` it beyond
-    RESUMABLE_CHANGES. Unpickles: load only files you trust."""
+    """Reads a checkpoint or saved model; refuses with one line a missing, truncated or foreign file, another algorithm's,
+    one written for another environment than `env_id` (None: any), and one whose flags differ from those of the run
+    `resuming` it beyond RESUMABLE_CHANGES. Unpickles: load only files you trust."""
     try:
         checkpoint = torch.load(path, map_location=device, weights_only=False)
     except FileNotFoundError:
@@ -847,12 +872,13 @@ def load_checkpoint(path, env_id, device, resuming=None):
     saved = checkpoint["args"]
     if env_id is not None and saved["env_id"] != env_id:
         raise SystemExit(f"error: {path} was written for {saved['env_id']}, not --env-id {env_id}")
-    changed = [k for k, v in saved.items() if resuming and k not in RESUMABLE_CHANGES and getattr(resuming, k, v) != v]
-    if changed:
-        raise SystemExit(
-            f"error: --{changed[0].replace('_', '-')} {getattr(resuming, changed[0])} differs from the checkpoint's "
-            f"{saved[changed[0]]}; resume with the run's own command line plus --resume PATH"
-        )
+    if resuming is not None:
+        for k, v in saved.items():
+            if k not in RESUMABLE_CHANGES and getattr(resuming, k, v) != v:
+                raise SystemExit(
+                    f"error: --{k.replace('_', '-')} {getattr(resuming, k)} differs from the checkpoint's {v}; "
+                    "resume with the run's own command line plus --resume PATH"
+                )
     return checkpoint
 
 
@@ -880,8 +906,10 @@ def evaluate_checkpoint(args: Args):
     returns = evaluate(
         qf, args.env_id, args.eval_episodes, args.seed + 10_000, args, device, act, args.capture_video, run_name
     )
-    mean, std = returns.mean(), returns.std()
-    print(f"{args.eval_checkpoint} on {args.env_id}: eval_return={mean:.1f} ± {std:.1f} over {len(returns)} episodes")
+    print(
+        f"{args.eval_checkpoint} on {args.env_id}: eval_return={returns.mean():.1f} ± {returns.std():.1f} "
+        f"over {len(returns)} episodes"
+    )
     if args.capture_video:
         print(f"video of the first episode in videos/{run_name}")
     return returns

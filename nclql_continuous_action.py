@@ -117,42 +117,32 @@ def check_args(args: Args) -> None:
         for name in names.split()
         if not test(getattr(args, name))
     ]
+    if args.num_levels > 1 and not args.sigma_max > args.sigma_min:
+        problems.append(f"--sigma-max ({args.sigma_max}) must be > --sigma-min ({args.sigma_min}) when --num-levels > 1")
+    if args.autotune_w and (args.autotune_frequency < 1 or args.autotune_states < 1 or not 0 < args.autotune_lr <= 1):
+        problems.append("--autotune-frequency and --autotune-states must be >= 1 and --autotune-lr in (0, 1] (a Newton step)")
+    if args.resume and args.eval_checkpoint:
+        problems.append("--resume (continue training) and --eval-checkpoint (evaluate only) exclude each other")
+    if args.cuda and not torch.cuda.is_available():
+        problems.append("--cuda was given but torch sees no CUDA device")
+    if args.cudagraphs and not args.cuda:
+        problems.append("--cudagraphs needs --cuda (CUDA graphs run on a GPU only)")
     can_train = not args.eval_checkpoint  # runs that could never make an update
-    refusals = [
-        (
-            args.num_levels > 1 and not args.sigma_max > args.sigma_min,
-            f"--sigma-max ({args.sigma_max}) must be > --sigma-min ({args.sigma_min}) when --num-levels > 1",
-        ),
-        (
-            args.autotune_w and (args.autotune_frequency < 1 or args.autotune_states < 1 or not 0 < args.autotune_lr <= 1),
-            "--autotune-frequency and --autotune-states must be >= 1 and --autotune-lr in (0, 1] (a Newton step)",
-        ),
-        (
-            args.resume and args.eval_checkpoint,
-            "--resume (continue training) and --eval-checkpoint (evaluate only) exclude each other",
-        ),
-        (args.cuda and not torch.cuda.is_available(), "--cuda was given but torch sees no CUDA device"),
-        (args.cudagraphs and not args.cuda, "--cudagraphs needs --cuda (CUDA graphs run on a GPU only)"),
-        (
-            can_train and args.batch_size > args.buffer_size,
-            f"--batch-size {args.batch_size} exceeds --buffer-size {args.buffer_size}: nothing would train",
-        ),
-        (
-            can_train and args.learning_starts >= args.total_timesteps,
+    if can_train and args.batch_size > args.buffer_size:
+        problems.append(f"--batch-size {args.batch_size} exceeds --buffer-size {args.buffer_size}: nothing would train")
+    if can_train and args.learning_starts >= args.total_timesteps:
+        problems.append(
             f"--learning-starts {args.learning_starts} is not shorter than --total-timesteps {args.total_timesteps}: "
-            "the run would end in the random warm-up, before any update",
-        ),
-        (
-            can_train and args.learning_starts < args.total_timesteps and args.batch_size > args.total_timesteps,
-            f"--batch-size {args.batch_size} exceeds --total-timesteps {args.total_timesteps}: nothing would train",
-        ),
-        (args.track and importlib.util.find_spec("wandb") is None, "--track needs wandb: pip install wandb"),
-        (  # gymnasium's RecordVideo writes with moviepy
-            args.capture_video and importlib.util.find_spec("moviepy") is None,
-            "--capture-video needs moviepy: pip install moviepy",
-        ),
-    ]
-    problems += [message for refused, message in refusals if refused]
+            "the run would end in the random warm-up, before any update"
+        )
+    elif can_train and args.batch_size > args.total_timesteps:
+        problems.append(
+            f"--batch-size {args.batch_size} exceeds --total-timesteps {args.total_timesteps}: nothing would train"
+        )
+    if args.track and importlib.util.find_spec("wandb") is None:
+        problems.append("--track needs wandb: pip install wandb")
+    if args.capture_video and importlib.util.find_spec("moviepy") is None:  # gymnasium's RecordVideo writes with moviepy
+        problems.append("--capture-video needs moviepy: pip install moviepy")
     if problems:
         raise SystemExit("error: " + "; ".join(problems))
     try:
@@ -208,7 +198,8 @@ def make_env(env_id, seed, idx, capture_video, run_name):
 
 
 def make_vector_env(env_id, seed, num_envs, capture_video=False, run_name=""):
-    # SAME_STEP autoreset: an ended episode's true last observation is in infos["final_obs"], so no transition spans a reset
+    # SAME_STEP autoreset: an ended episode's true last observation is in infos["final_obs"], so no transition spans a
+    # reset (CleanRL's scripts mishandle gymnasium 1.x's default, NEXT_STEP)
     envs = gym.vector.SyncVectorEnv(
         [make_env(env_id, seed, i, capture_video, run_name) for i in range(num_envs)],
         autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
@@ -317,7 +308,8 @@ class CriticEnsemble(nn.Module):
 
     @torch.no_grad()
     def mean_action_gradient(self, features, actions):
-        """grad_a of the critics' mean Q, backpropagated by hand: no autograd graph, about 2x faster (the hot path)."""
+        """grad_a of the critics' mean Q, backpropagated by hand: no autograd graph and no parameter gradients, about 2x
+        faster than autograd (the sampler's hot path)."""
         h, slope = mish_and_derivative(features + self.action_in(actions))
         slopes = [slope]
         for layer in self.hidden:
@@ -508,7 +500,7 @@ def temperature_optimizer(log_w, act_dim, newton_fraction):
 
 def scheduled_target_entropy(global_step, args, act_dim):
     """The hot start: d log 2 (the uniform law's) at --learning-starts, linearly down to --target-entropy-per-dim * d
-    at --autotune-cooling-fraction of the learning steps, then constant."""
+    at --autotune-cooling-fraction of the learning steps, then constant (a fraction 0: the final target throughout)."""
     final, uniform = args.target_entropy_per_dim * act_dim, act_dim * math.log(2)
     cooling_steps = args.autotune_cooling_fraction * (args.total_timesteps - args.learning_starts)
     progress = min(max((global_step - args.learning_starts) / cooling_steps, 0.0), 1.0) if cooling_steps > 0 else 1.0
@@ -516,7 +508,8 @@ def scheduled_target_entropy(global_step, args, act_dim):
 
 
 def temperature_step(log_w, w_optimizer, entropy, target_entropy):
-    """One dual step on log w with gradient H - target: w falls while the policy is more random than the target."""
+    """One dual step on log w with gradient H - target: w falls while the policy is more random than the target and
+    rises while it is less (SAC's rule for its alpha)."""
     w_loss = log_w * (entropy - target_entropy).detach()
     w_optimizer.zero_grad()
     w_loss.backward()
@@ -524,7 +517,8 @@ def temperature_step(log_w, w_optimizer, entropy, target_entropy):
 
 
 def evaluate(qf, env_id, n_episodes, seed, sigmas, args, device, act=sample_actions, capture_video=False, run_name="", w=None):
-    """Returns of `n_episodes` episodes on fresh environments (one each, in parallel), acting with the training sampler."""
+    """Returns of `n_episodes` episodes on fresh environments (one each, in parallel), acting with the same stochastic
+    sampler as in training, as the authors' evaluation does."""
     envs = gym.vector.SyncVectorEnv([make_env(env_id, seed, i, capture_video, run_name) for i in range(n_episodes)])
     envs = gym.wrappers.vector.RecordEpisodeStatistics(envs)
     scaler = ActionScaler(envs.single_action_space)
@@ -754,7 +748,7 @@ def checkpoint_state(args, run_name, qf, qf_target, optimizer, log_w, w_optimize
         "optimizer": optimizer.state_dict(),
         "log_w": log_w.detach().clone(),
         "w_optimizer": w_optimizer.state_dict(),
-        "w": log_w.exp().item() if args.autotune_w else args.w,
+        "w": log_w.exp().item() if args.autotune_w else args.w,  # the w the critics act with
         "buffer": rb.state_dict() if args.checkpoint_buffer else None,
         "envs": env_state(envs),
         **loop,
