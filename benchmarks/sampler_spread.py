@@ -10,6 +10,8 @@ sizes. Columns, means over `--states` replayed states with `--chains` chains eac
   1/sqrt(3) = 0.577: a sampler near that barely left its uniform start);
 - clipped: the share of action coordinates on the box's faces;
 - Q of the actions: the critics' mean at the clean level, against the mean and the best of 4096 uniform actions.
+For a run with one environment it also compares Q at the buffer's recent (s, a) with their discounted returns (over-
+or under-estimation).
 """
 
 import argparse
@@ -77,6 +79,30 @@ def spread(module, qf, args, obs, n_chains):
     return per_state.std(1).mean().item(), (actions.abs() >= 1).float().mean().item(), q.mean().item()
 
 
+def q_against_returns(module, qf, args, buffer, last):
+    """(mean Q, mean discounted return, their correlation) over the buffer's last `last` transitions of finished
+    episodes: Q_clean(s, a) against reward_scale * sum_k gamma^k r_{t+k} to the episode's end, the Monte Carlo value of
+    the actions taken (by the policies of those steps). Episodes are cut where a transition's s' is not the next one's s
+    (one environment: the buffer is in time order until it wraps)."""
+    size = buffer["size"]
+    obs, next_obs, rewards = buffer["obs"][:size], buffer["next_obs"][:size], buffer["rewards"][:size].double()
+    ends = torch.ones(size, dtype=torch.bool)
+    ends[:-1] = (next_obs[:-1] != obs[1:]).any(1)  # the last transition may be mid-episode: cut below
+    returns, running = torch.zeros(size, dtype=torch.float64), 0.0
+    for t in range(size - 1, -1, -1):
+        running = args.reward_scale * rewards[t].item() + (0.0 if ends[t] else args.gamma * running)
+        returns[t] = running
+    finished = torch.zeros(size, dtype=torch.bool)
+    last_end = int(torch.nonzero(ends[:-1]).max()) if ends[:-1].any() else -1
+    finished[: last_end + 1] = True  # transitions after the last episode end have no full return yet
+    index = torch.nonzero(finished).squeeze(1)[-last:]
+    with torch.no_grad():
+        clean = (torch.full((1,), args.num_levels - 1),) if hasattr(module, "noise_levels") else ()
+        q = qf(obs[index], buffer["actions"][:size][index], *clean).mean(0).double()
+    g = returns[index]
+    return q.mean().item(), g.mean().item(), torch.corrcoef(torch.stack([q, g]))[0, 1].item(), len(index)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint")
@@ -84,6 +110,7 @@ def main(argv=None):
     parser.add_argument("--states", type=int, default=16, help="replayed states (default: 16)")
     parser.add_argument("--chains", type=int, default=256, help="chains per state (default: 256)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--last", type=int, default=5000, help="transitions for Q against returns (one env only)")
     options = parser.parse_args(argv)
     if options.states < 1 or options.chains < 2:
         raise SystemExit("error: --states must be >= 1 and --chains >= 2")
@@ -111,6 +138,12 @@ def main(argv=None):
         f"{options.chains} chains each. Q of uniform actions: mean {q_uniform.mean():.3f}, best of 4096 "
         f"{q_uniform.max(1).values.mean():.3f}; a uniform law's action std is {1 / 3**0.5:.3f}.\n"
     )
+    if checkpoint["args"]["num_envs"] == 1:
+        q, g, r, n = q_against_returns(module, qf, args, buffer, options.last)
+        print(
+            f"Q against discounted returns (reward_scale * sum gamma^k r) over the last {n:,} transitions of finished "
+            f"episodes in the buffer: Q {q:.3f}, return {g:.3f} (Q - return {q - g:+.3f}), correlation {r:.2f}.\n"
+        )
     print("| sampler | action std per state | clipped | Q of the actions |")
     print("|-|-|-|-|")
     defaults = DEFAULT_SETTINGS[checkpoint["algorithm"]]

@@ -236,6 +236,23 @@ def test_sampler_spread_compares_settings_on_a_trained_critic(tmp_path, monkeypa
         sampler_spread.main([checkpoint, "--setting", "--w 1"])
 
 
+def test_q_against_discounted_returns_cuts_episodes_where_s_prime_is_not_the_next_s():
+    import types
+
+    import sampler_spread
+
+    # two episodes: t = 0, 1, 2 (ends: s' of t = 2 is not s of t = 3), then t = 3, 4 unfinished (no full return yet)
+    obs = torch.tensor([[0.0], [1.0], [2.0], [10.0], [11.0]])
+    next_obs = torch.tensor([[1.0], [2.0], [99.0], [11.0], [12.0]])
+    buffer = {"size": 5, "obs": obs, "next_obs": next_obs, "actions": torch.zeros(5, 1), "rewards": torch.ones(5)}
+    args = types.SimpleNamespace(reward_scale=2.0, gamma=0.5)
+    returns = {0.0: 2 * 1.75, 1.0: 2 * 1.5, 2.0: 2 * 1.0}  # 2 * (1 + 0.5 + 0.25), ...
+    critic = lambda o, a: torch.stack([o[:, 0], o[:, 0]]) * 0 + torch.tensor([returns[x] + 1 for x in o[:, 0].tolist()])
+    q, g, correlation, n = sampler_spread.q_against_returns(types.SimpleNamespace(), critic, args, buffer, last=10)
+    assert n == 3 and g == pytest.approx(np.mean(list(returns.values()))) and q == pytest.approx(g + 1)
+    assert correlation == pytest.approx(1.0)
+
+
 def test_curves_of_seeds_with_different_evaluation_steps_are_interpolated_inside_their_common_range(tmp_path):
     write_run(tmp_path, "lql", "Hopper-v4", 1, [(1000, 0.0), (3000, 20.0)], wall_time=10.0)
     write_run(tmp_path, "lql", "Hopper-v4", 2, [(2000, 10.0), (4000, 30.0)], wall_time=10.0)
