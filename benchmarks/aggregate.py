@@ -20,8 +20,8 @@ table), and writes into DIR:
     mean ± sample std (ddof 1) over seeds, no std with one seed;
   - IQM: the interquartile mean over seeds, scipy.stats.trim_mean(x, 0.25) as rliable computes it: floor(n / 4)
     values are cut from each end, no fractional weights (so with 3 seeds nothing is cut and IQM = mean; 5 seeds cut
-    1 each side); 95% CI by the percentile bootstrap over seeds (2000 resamples with replacement, RNG seed 0);
-    one seed gives the degenerate interval [x, x];
+    1 each side); 95% CI by the percentile bootstrap over seeds, scipy.stats.bootstrap(method="percentile"): 2000
+    resamples with replacement, RNG np.random.default_rng(0); one seed gives the degenerate interval [x, x];
   - env steps/s: a run's last logged env step divided by its wall time (end to end: acting, updates, evaluations,
     compilation), median over seeds; wall time: from the run's first to its last logged scalar (event wall-times;
     interpreter start-up and environment construction, seconds, are not in it; for a resumed run, summed over its
@@ -34,10 +34,10 @@ table), and writes into DIR:
   (a temperature grid): one row per (environment, tuned cell) against the fixed-w cell with the best mean final return
   there, and against the one with the best curve mean (the question "does one tuned setting match the best hand-tuned
   w of each environment?"):
-  - difference of means, tuned minus best fixed, with a 95% percentile-bootstrap interval (the seeds of each cell
-    resampled independently, 2000 resamples, RNG seed 0);
+  - difference of means, tuned minus best fixed, with a 95% percentile-bootstrap interval (scipy.stats.bootstrap, the
+    seeds of each cell resampled independently, 2000 resamples, RNG seed 0);
   - probability of improvement, as rliable for one task: P(X > Y) + P(X = Y) / 2 over every pair of a tuned seed X and
-    a fixed seed Y (0.5: neither ahead);
+    a fixed seed Y (0.5: neither ahead), the Mann-Whitney U statistic (scipy.stats.mannwhitneyu) over the pairs;
   - the best fixed cell is picked by its own sample mean, which favours it (the winner's curse of a grid): with few
     seeds a tuned cell that truly matches the best w comes out slightly behind on average;
   - with `--select-seeds 1,2,3`, a second section without that bias: the best fixed cell is picked on those seeds and
@@ -50,7 +50,6 @@ table), and writes into DIR:
 """
 
 import argparse
-import csv
 import importlib
 import math
 import sys
@@ -59,6 +58,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+from scipy import stats
 
 REPO = Path(__file__).resolve().parent.parent
 EVAL_TAG = "eval/episodic_return"
@@ -118,54 +119,48 @@ class RunResult:
 
 
 def iqm(x) -> float:
-    """Interquartile mean as scipy.stats.trim_mean(x, 0.25), the function rliable's aggregate_iqm calls: cut
-    int(0.25 n) values from each end of the sorted sample, average the rest (no fractional weights)."""
-    x = np.sort(np.asarray(x, dtype=np.float64))
-    cut = int(0.25 * len(x))
-    return float(x[cut : len(x) - cut].mean())
+    """Interquartile mean: scipy.stats.trim_mean(x, 0.25), the function rliable's aggregate_iqm calls (int(0.25 n)
+    values cut from each end of the sorted sample, the rest averaged: no fractional weights)."""
+    return float(stats.trim_mean(x, 0.25))
 
 
-def bootstrap_ci(x, resamples=BOOTSTRAP_RESAMPLES, level=0.95, seed=0) -> tuple[float, float]:
-    """Percentile bootstrap interval of the IQM, resampling the seeds with replacement (a fixed RNG: same data, same
-    interval). With one value every resample equals it: the interval is [x, x]."""
-    x = np.asarray(x, dtype=np.float64)
-    n = len(x)
-    samples = np.sort(x[np.random.default_rng(seed).integers(0, n, size=(resamples, n))], axis=1)
-    cut = int(0.25 * n)
-    stats = samples[:, cut : n - cut].mean(axis=1)
-    tail = (1 - level) / 2 * 100
-    low, high = np.percentile(stats, [tail, 100 - tail])
-    return float(low), float(high)
+def percentile_bootstrap(samples, statistic) -> tuple[float, float]:
+    """95% percentile-bootstrap interval of statistic(*samples, axis) by scipy.stats.bootstrap: each sample resampled
+    independently with replacement, BOOTSTRAP_RESAMPLES times, RNG seed 0 (same data, same interval). scipy needs two
+    values per sample: a single value is passed twice, which leaves every resample (all that value) as it was."""
+    samples = [np.resize(np.asarray(x, dtype=np.float64), max(len(x), 2)) for x in samples]
+    rng = np.random.default_rng(0)
+    ci = stats.bootstrap(samples, statistic, n_resamples=BOOTSTRAP_RESAMPLES, method="percentile", rng=rng)
+    return float(ci.confidence_interval.low), float(ci.confidence_interval.high)
 
 
-def difference_ci(x, y, resamples=BOOTSTRAP_RESAMPLES, level=0.95, seed=0) -> tuple[float, float]:
-    """Percentile bootstrap interval of mean(x) - mean(y), the seeds of x and of y resampled independently, with
-    replacement (a fixed RNG: same data, same interval)."""
-    rng = np.random.default_rng(seed)
-    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    differences = x[rng.integers(0, len(x), (resamples, len(x)))].mean(1) - y[
-        rng.integers(0, len(y), (resamples, len(y)))
-    ].mean(1)
-    tail = (1 - level) / 2 * 100
-    low, high = np.percentile(differences, [tail, 100 - tail])
-    return float(low), float(high)
+def bootstrap_ci(x) -> tuple[float, float]:
+    """Percentile bootstrap interval of the IQM over the seeds x; with one value it is [x, x]."""
+    return percentile_bootstrap([x], lambda x, axis: stats.trim_mean(x, 0.25, axis=axis))
+
+
+def difference_ci(x, y) -> tuple[float, float]:
+    """Percentile bootstrap interval of mean(x) - mean(y), the seeds of x and of y resampled independently."""
+    return percentile_bootstrap([x, y], lambda x, y, axis: x.mean(axis) - y.mean(axis))
 
 
 def probability_of_improvement(x, y) -> float:
     """rliable's probability of improvement on one task: P(X > Y) + P(X = Y) / 2 over all pairs of a value of x and
-    one of y (the Mann-Whitney U statistic divided by the number of pairs)."""
-    x, y = np.asarray(x, dtype=np.float64)[:, None], np.asarray(y, dtype=np.float64)[None, :]
-    return float(((x > y) + 0.5 * (x == y)).mean())
+    one of y, the Mann-Whitney U statistic of x divided by the number of pairs."""
+    return float(stats.mannwhitneyu(x, y).statistic / (len(x) * len(y)))
 
 
-def load_scalars(event_dir) -> dict[str, list[tuple[int, float, float]]]:
-    """{tag: [(step, wall_time, value), ...]} in the order they were written, every event kept, except what a
-    resumed run's purge_step hides (what the interrupted session logged after its checkpoint)."""
+def load_scalars(event_dir) -> pd.DataFrame:
+    """The scalars as columns tag, step, value, in the order they were written, every event kept except what a resumed
+    run's purge_step hides (what the interrupted session logged after its checkpoint). TensorBoard's EventAccumulator
+    over the whole directory does that; tbparse does not: it reads each event file with its own accumulator, so a later
+    session's purge_step never reaches the earlier session's file."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     accumulator = EventAccumulator(str(event_dir), size_guidance={"scalars": 0})
     accumulator.Reload()
-    return {tag: [(e.step, e.wall_time, e.value) for e in accumulator.Scalars(tag)] for tag in accumulator.Tags()["scalars"]}
+    events = [(tag, e.step, e.value) for tag in accumulator.Tags()["scalars"] for e in accumulator.Scalars(tag)]
+    return pd.DataFrame(events, columns=["tag", "step", "value"])
 
 
 def active_time(event_dir) -> float:
@@ -187,23 +182,22 @@ def run_result(run_dir: Path, algo: str, env_id: str, seed: int) -> RunResult | 
         return None
     event_dir = max(event_dirs, key=lambda d: d.stat().st_mtime)  # the runners leave one; take the newest
     scalars = load_scalars(event_dir)
-    if not scalars.get(EVAL_TAG):
+    # the final evaluation can share its step with a periodic one: it is written last
+    evals = scalars[scalars.tag == EVAL_TAG].drop_duplicates("step", keep="last").sort_values("step")
+    if evals.empty:
         return None
-    last_at_step = {}
-    for step, _, value in scalars[EVAL_TAG]:
-        last_at_step[step] = value  # the final evaluation can share its step with a periodic one: it is written last
-    steps = np.array(sorted(last_at_step))
+    train, tuned_w = scalars[scalars.tag == TRAIN_TAG], scalars[scalars.tag == TUNED_W_TAG]
     return RunResult(
         algo=algo,
         env_id=env_id,
         seed=seed,
-        steps=steps,
-        returns=np.array([last_at_step[s] for s in steps], dtype=np.float64),
-        total_steps=int(max(step for series in scalars.values() for step, _, _ in series)),
+        steps=evals.step.to_numpy(np.int64),
+        returns=evals.value.to_numpy(np.float64),
+        total_steps=int(scalars.step.max()),
         wall_time_s=active_time(event_dir),
-        train_steps=np.array([step for step, _, _ in scalars.get(TRAIN_TAG, [])], dtype=np.int64),
-        train_returns=np.array([value for _, _, value in scalars.get(TRAIN_TAG, [])], dtype=np.float64),
-        final_w=max(scalars[TUNED_W_TAG])[2] if scalars.get(TUNED_W_TAG) else math.nan,  # (step, wall, value) at the last step
+        train_steps=train.step.to_numpy(np.int64),
+        train_returns=train.value.to_numpy(np.float64),
+        final_w=float(tuned_w.value.iloc[-1]) if len(tuned_w) else math.nan,  # written in step order: the last step's
     )
 
 
@@ -258,34 +252,39 @@ def critic_params(algo: str, env_id: str) -> int | None:
 
 def summarize(results: list[RunResult]) -> list[dict]:
     """One row per (algorithm, environment), environments then algorithms in name order."""
-    rows = []
-    for env_id, algo in sorted({(r.env_id, r.algo) for r in results}):
-        group = sorted((r for r in results if (r.algo, r.env_id) == (algo, env_id)), key=lambda r: r.seed)
-        finals = np.array([r.final_return for r in group])
-        low, high = bootstrap_ci(finals)
-        rows.append(
-            {
-                "algorithm": algo,
-                "env": env_id,
-                "seeds": len(group),
-                "env_steps": int(np.median([r.total_steps for r in group])),
-                "first_return_mean": float(np.mean([r.first_return for r in group])),
-                "curve_mean": float(np.mean([r.curve_mean for r in group])),
-                "train_return_recent": float(
-                    np.mean([r.train_return(r.total_steps - RECENT_STEPS, r.total_steps) for r in group])
-                ),
-                "final_return_mean": float(finals.mean()),
-                "final_return_std": float(finals.std(ddof=1)) if len(finals) > 1 else math.nan,
-                "iqm": iqm(finals),
-                "iqm_ci_low": low,
-                "iqm_ci_high": high,
-                "final_w": float(np.mean([r.final_w for r in group])),  # nan unless every seed tuned w
-                "env_steps_per_s": float(np.median([r.total_steps / max(r.wall_time_s, 1e-9) for r in group])),
-                "wall_time_s": float(np.median([r.wall_time_s for r in group])),
-                "critic_params": critic_params(algo, env_id),
-            }
-        )
-    return rows
+    runs = pd.DataFrame(
+        {
+            "env": r.env_id,
+            "algorithm": r.algo,
+            "steps": r.total_steps,
+            "first": r.first_return,
+            "curve": r.curve_mean,
+            "recent": r.train_return(r.total_steps - RECENT_STEPS, r.total_steps),
+            "final": r.final_return,
+            "final_w": r.final_w,
+            "steps_per_s": r.total_steps / max(r.wall_time_s, 1e-9),
+            "wall": r.wall_time_s,
+        }
+        for r in results
+    )
+    groups = runs.groupby(["env", "algorithm"])  # sorted by environment, then algorithm
+    mean = lambda x: x.mean(skipna=False)  # nan when a seed has none (final w: unless every seed tuned w)
+    table = groups.agg(
+        seeds=("final", "size"),
+        env_steps=("steps", "median"),
+        first_return_mean=("first", "mean"),
+        curve_mean=("curve", "mean"),
+        train_return_recent=("recent", mean),
+        final_return_mean=("final", "mean"),
+        final_return_std=("final", "std"),  # ddof 1: nan with one seed
+        iqm=("final", iqm),
+        final_w=("final_w", mean),
+        env_steps_per_s=("steps_per_s", "median"),
+        wall_time_s=("wall", "median"),
+    ).reset_index()
+    table["iqm_ci_low"], table["iqm_ci_high"] = zip(*groups.final.apply(bootstrap_ci), strict=True)
+    table = table.astype({"env_steps": int})[COLUMNS[:-1]]
+    return [{**row, "critic_params": critic_params(row["algorithm"], row["env"])} for row in table.to_dict("records")]
 
 
 def tuned_against_fixed(results: list[RunResult], select_seeds=None) -> list[dict]:
@@ -498,21 +497,14 @@ def read_reference(path) -> list[dict]:
     """Training returns measured elsewhere (e.g. CleanRL's SAC) to show beside ours: a CSV with the columns algorithm,
     env, seeds, steps_from, steps_to, training_return (mean training episodic return of the episodes that ended in
     (steps_from, steps_to] env steps) and source."""
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
     needed = {"algorithm", "env", "seeds", "steps_from", "steps_to", "training_return", "source"}
-    if not rows or not needed <= rows[0].keys():
+    try:
+        table = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        table = pd.DataFrame()
+    if table.empty or not needed <= set(table.columns):
         raise SystemExit(f"error: {path} needs the CSV columns {', '.join(sorted(needed))}")
-    return [
-        {
-            **r,
-            "seeds": int(r["seeds"]),
-            "steps_from": int(r["steps_from"]),
-            "steps_to": int(r["steps_to"]),
-            "training_return": float(r["training_return"]),
-        }
-        for r in rows
-    ]
+    return table.astype({"seeds": int, "steps_from": int, "steps_to": int, "training_return": float}).to_dict("records")
 
 
 def training_windows(results: list[RunResult], width: int) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -523,13 +515,8 @@ def training_windows(results: list[RunResult], width: int) -> dict[tuple[str, st
     for env_id, algo in sorted({(r.env_id, r.algo) for r in results}):
         group = [r for r in results if (r.algo, r.env_id) == (algo, env_id)]
         ends = np.arange(width, min(r.total_steps for r in group) + 1, width)
-        per_seed = np.array([[r.train_return(end - width, end) for end in ends] for r in group]).reshape(len(group), -1)
-        with warnings.catch_warnings():  # a window no seed finished an episode in stays nan
-            warnings.simplefilter("ignore", RuntimeWarning)
-            mean = np.nanmean(per_seed, axis=0)
-            counts = (~np.isnan(per_seed)).sum(0)
-            std = np.where(counts > 1, np.nanstd(per_seed, axis=0, ddof=1), 0.0)
-        windows[(env_id, algo)] = (ends, mean, std)
+        per_seed = pd.DataFrame([[r.train_return(end - width, end) for end in ends] for r in group], columns=ends)
+        windows[(env_id, algo)] = (ends, per_seed.mean().to_numpy(), per_seed.std().fillna(0.0).to_numpy())
     return windows
 
 
@@ -611,11 +598,9 @@ def aggregate(out, select_seeds=None, window=5000, reference=None, unfinished=Fa
         print(f"no finished run with an evaluation under {out}: no table written")
         return []
     rows = summarize(results)
-    with open(out / "results.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: "" if v is None or (isinstance(v, float) and math.isnan(v)) else v for k, v in row.items()})
+    # nan and a missing parameter count (Int64: the others stay integers) as empty cells; CRLF lines, as csv writes them
+    table = pd.DataFrame(rows, columns=COLUMNS).astype({"critic_params": "Int64"})
+    table.to_csv(out / "results.csv", index=False, lineterminator="\r\n")
     table = markdown_table(rows, left_out) + windows_table(results, window, reference)
     table += comparison_table(tuned_against_fixed(results))
     if select_seeds is not None:
