@@ -526,7 +526,8 @@ def windows_table(results: list[RunResult], width: int, reference: list[dict]) -
     windows = training_windows(results, width)
     longest = max(len(ends) for ends, _, _ in windows.values())
     ends = np.arange(width, (longest + 1) * width, width)
-    label = lambda end: f"{(end - width) / 1000:g}-{end / 1000:g}k"
+    span = lambda start, end: f"{round(start / 1000, 1):g}-{round(end / 1000, 1):g}k"
+    label = lambda end: span(end - width, end)
     lines = [
         "",
         f"## Training return per {width:,} env steps",
@@ -544,23 +545,20 @@ def windows_table(results: list[RunResult], width: int, reference: list[dict]) -
                 for i in range(len(ends))
             ]
             row = recent[(env, algo)]
-            lines.append(
-                f"| {algo} | {env} | {row['seeds']} | " + " | ".join(cells) + f" | {_fmt(row['train_return_recent'])} |"
-            )
+            last = f"{_fmt(row['train_return_recent'])} ({span(max(row['env_steps'] - RECENT_STEPS, 0), row['env_steps'])})"
+            lines.append(f"| {algo} | {env} | {row['seeds']} | " + " | ".join(cells) + f" | {last} |")
         for name in sorted({r["algorithm"] for r in reference if r["env"] == env_id}):
             mine = {(r["steps_from"], r["steps_to"]): r for r in reference if (r["algorithm"], r["env"]) == (name, env_id)}
             cells = [_fmt(mine[(e - width, e)]["training_return"]) if (e - width, e) in mine else "" for e in ends]
             last = [r for (start, end), r in mine.items() if end - start == RECENT_STEPS and end == max(e for _, e in mine)]
+            last = f"{_fmt(last[0]['training_return'])} ({span(last[0]['steps_from'], last[0]['steps_to'])})" if last else ""
             seeds = next(iter(mine.values()))["seeds"]
-            lines.append(
-                f"| {name} (reference) | {env_id} | {seeds} | "
-                + " | ".join(cells)
-                + f" | {_fmt(last[0]['training_return']) if last else ''} |"
-            )
+            lines.append(f"| {name} (reference) | {env_id} | {seeds} | " + " | ".join(cells) + f" | {last} |")
     lines += [
         "",
         "- Each cell: the mean `charts/episodic_return` of the training episodes that ended in that window of env steps, "
-        "per seed, then mean ± std over seeds. Last 10k: as in the table above.",
+        "per seed, then mean ± std over seeds. Last 10k: as in the table above, over the env steps in brackets (a run's "
+        "last 10k; compare a reference's only where they are the same steps).",
     ]
     for source in dict.fromkeys(r["source"] for r in reference if r["env"] in {env for env, _ in windows}):
         names = sorted({r["algorithm"] for r in reference if r["source"] == source})
