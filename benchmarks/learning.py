@@ -1,7 +1,7 @@
 """Learning-curve benchmark: both scripts over a list of environments and seeds, several runs at once, each run in its
 own directory; then the results table and the learning-curve plot (benchmarks/aggregate.py).
 
-    ./benchmark.sh learn [--preset quick|paper] [--algos lql,nclql] [--envs Hopper-v4,...] [--seeds 1,2,3]
+    ./benchmark.sh learn [--preset quick|sac-budget|paper] [--algos lql,nclql] [--envs Hopper-v4,...] [--seeds 1,2,3]
                          [--total-timesteps N] [--workers N] [--variant NAME=ARGS ...] [--out DIR] [--dry-run]
                          [--slurm ...] [-- script args]
 
@@ -24,13 +24,18 @@ Presets (updates = env steps after --learning-starts, divided by --num-envs; one
   --eval-frequency 2500 --eval-episodes 5 --compile, 2 workers: 12 runs, 3,500 and 7,500 updates each, 33,000 updates
   per worker. One run does about 13 updates/s while another shares this 2-core VM, so the preset takes about 50 min
   (47 min measured: docs/benchmarking.md). --num-envs 1 (one update per env step) would cost 5x more per env step.
+- sac-budget: CleanRL SAC's protocol at a small budget, Hopper-v4, Walker2d-v4, HalfCheetah-v4, 50,000 env steps,
+  seeds 1-3, both algorithms, --num-envs 1 (one update per env step) --learning-starts 5000 --eval-frequency 5000
+  --eval-episodes 10 --checkpoint-frequency 5000 --compile, 2 workers: 18 runs of 45,000 updates, about 2 h each at
+  the 6-10 updates/s measured on the 2-vCPU VM with two runs sharing it. Aggregate it beside CleanRL SAC's figures:
+  `./benchmark.sh aggregate DIR --reference benchmarks/reference/cleanrl_sac.csv`.
 - paper: the authors' protocol, HalfCheetah, Ant, Hopper, Humanoid, Walker2d, Swimmer (-v4), seeds 1-5, 5,000,000
-  env steps, the scripts' defaults (the authors': --num-envs 5, 30k learning starts, evaluation of 10 episodes every
-  125k steps) plus --compile; add `-- --cuda` on a GPU. 60 runs of (5e6 - 3e4) / 5 = 994,000 updates each. At the
-  ~13 updates/s of a quick-preset run on this VM (one thread) that is 994,000 / 13 = 76,000 s = 21 h per run and
-  60 x 21 h = 1,270 run-hours (53 days) for the preset on one worker. GPU speed is not measured here: a run takes
-  994,000 x the time of one update (a short run's log gives the rate), e.g. 10 h at 36 ms. --slurm spreads the runs
-  over a cluster.
+  env steps, the scripts' defaults (the authors': --num-envs 5, 30k learning starts, evaluation of 20 episodes every
+  125k steps) plus --compile, and for NC-LQL the authors' sampler, --grad-norm --w 0.002 --step-size 1e-4 (their
+  update, update for update); add `-- --cuda --cudagraphs` on a GPU. 60 runs of (5e6 - 3e4) / 5 = 994,000 updates
+  each. At the ~13 updates/s of a quick-preset run on this VM (one thread) that is 994,000 / 13 = 76,000 s = 21 h per
+  run and 60 x 21 h = 1,270 run-hours (53 days) for the preset on one worker; docs/speed.md has GPU rates. --slurm
+  spreads the runs over a cluster.
 
 Slurm (--slurm): writes DIR/slurm_job.sh, a job array with one task per unfinished run (the same command, working
 directory, log.txt, resume and DONE marker as the local runner), and submits it with sbatch when sbatch is on PATH;
@@ -413,7 +418,12 @@ def parse(argv):
         description="Runs LQL and NC-LQL over environments and seeds, then writes the results table and plot.",
         epilog="Arguments after -- are passed to every script call. See the header of benchmarks/learning.py.",
     )
-    p.add_argument("--preset", default="quick", choices=sorted(PRESETS), help="quick (~50 min, 2 cores) or paper (GPUs, days)")
+    p.add_argument(
+        "--preset",
+        default="quick",
+        choices=sorted(PRESETS),
+        help="quick (~50 min, 2 cores), sac-budget (~18 h, 2 cores) or paper (GPUs, days)",
+    )
     p.add_argument("--algos", default=",".join(SCRIPTS), help="comma-separated, from: " + ", ".join(SCRIPTS))
     p.add_argument("--envs", help="comma-separated env ids (default: the preset's)")
     p.add_argument("--seeds", help="comma-separated integers (default: the preset's)")
