@@ -507,16 +507,20 @@ def read_reference(path) -> list[dict]:
     return table.astype({"seeds": int, "steps_from": int, "steps_to": int, "training_return": float}).to_dict("records")
 
 
-def training_windows(results: list[RunResult], width: int) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """{(env, algo): (window ends, mean, std)}: each seed's mean training return per window (start, end] of `width` env
-    steps, up to the shortest seed's length; then the mean and std (ddof 1, 0 for one seed) over the seeds that had an
-    episode end in that window."""
+def training_windows(results: list[RunResult], width: int) -> dict[tuple[str, str], tuple[np.ndarray, ...]]:
+    """{(env, algo): (window ends, mean, std, seeds)}: each seed's mean training return per window (start, end] of
+    `width` env steps that it ran to the end of (an unfinished seed stops early), up to the longest seed's length; then
+    the mean and std (ddof 1, 0 for one seed) over the seeds that had an episode end in that window, and their count."""
     windows = {}
     for env_id, algo in sorted({(r.env_id, r.algo) for r in results}):
         group = [r for r in results if (r.algo, r.env_id) == (algo, env_id)]
-        ends = np.arange(width, min(r.total_steps for r in group) + 1, width)
-        per_seed = pd.DataFrame([[r.train_return(end - width, end) for end in ends] for r in group], columns=ends)
-        windows[(env_id, algo)] = (ends, per_seed.mean().to_numpy(), per_seed.std().fillna(0.0).to_numpy())
+        ends = np.arange(width, max(r.total_steps for r in group) + 1, width)
+        per_seed = pd.DataFrame(
+            [[r.train_return(end - width, end) if end <= r.total_steps else math.nan for end in ends] for r in group],
+            columns=ends,
+        )
+        mean, std, count = per_seed.mean().to_numpy(), per_seed.std().fillna(0.0).to_numpy(), per_seed.count().to_numpy()
+        windows[(env_id, algo)] = (ends, mean, std, count)
     return windows
 
 
@@ -524,7 +528,7 @@ def windows_table(results: list[RunResult], width: int, reference: list[dict]) -
     """The Markdown section of mean training return per window of env steps, ours (mean ± std over seeds) and the
     reference's rows for the same environments and windows, with each one's last-10k figure."""
     windows = training_windows(results, width)
-    longest = max(len(ends) for ends, _, _ in windows.values())
+    longest = max(len(ends) for ends, *_ in windows.values())
     ends = np.arange(width, (longest + 1) * width, width)
     span = lambda start, end: f"{round(start / 1000, 1):g}-{round(end / 1000, 1):g}k"
     label = lambda end: span(end - width, end)
@@ -537,14 +541,18 @@ def windows_table(results: list[RunResult], width: int, reference: list[dict]) -
     ]
     recent = {(row["env"], row["algorithm"]): row for row in summarize(results)}
     for env_id in sorted({env for env, _ in windows}):
-        for (env, algo), (mine, mean, std) in windows.items():
+        for (env, algo), (mine, mean, std, count) in windows.items():
             if env != env_id:
                 continue
+            row = recent[(env, algo)]
             cells = [
-                "" if i >= len(mine) or math.isnan(mean[i]) else _fmt(mean[i]) + (f" ± {_fmt(std[i])}" if std[i] else "")
+                ""
+                if i >= len(mine) or math.isnan(mean[i])
+                else _fmt(mean[i])
+                + (f" ± {_fmt(std[i])}" if std[i] else "")
+                + (f" ({count[i]})" if count[i] < row["seeds"] else "")
                 for i in range(len(ends))
             ]
-            row = recent[(env, algo)]
             last = f"{_fmt(row['train_return_recent'])} ({span(max(row['env_steps'] - RECENT_STEPS, 0), row['env_steps'])})"
             lines.append(f"| {algo} | {env} | {row['seeds']} | " + " | ".join(cells) + f" | {last} |")
         for name in sorted({r["algorithm"] for r in reference if r["env"] == env_id}):
@@ -557,8 +565,9 @@ def windows_table(results: list[RunResult], width: int, reference: list[dict]) -
     lines += [
         "",
         "- Each cell: the mean `charts/episodic_return` of the training episodes that ended in that window of env steps, "
-        "per seed, then mean ± std over seeds. Last 10k: as in the table above, over the env steps in brackets (a run's "
-        "last 10k; compare a reference's only where they are the same steps).",
+        "per seed, then mean ± std over seeds (a count in brackets: the seeds that ran that far, when fewer). Last 10k: "
+        "as in the table above, over the env steps in brackets (a run's last 10k; compare a reference's only where they "
+        "are the same steps).",
     ]
     for source in dict.fromkeys(r["source"] for r in reference if r["env"] in {env for env, _ in windows}):
         names = sorted({r["algorithm"] for r in reference if r["source"] == source})
@@ -569,7 +578,7 @@ def windows_table(results: list[RunResult], width: int, reference: list[dict]) -
 def plot_training_windows(results, width: int, reference: list[dict], path: Path) -> None:
     """Training return per window, mean ± std over seeds, one panel per environment; reference rows dashed."""
     curves = {}
-    for (env_id, algo), (ends, mean, std) in training_windows(results, width).items():
+    for (env_id, algo), (ends, mean, std, _) in training_windows(results, width).items():
         curves.setdefault(env_id, {})[algo] = (ends, mean, std, sum(r.env_id == env_id and r.algo == algo for r in results))
     extra = {}
     for r in reference:

@@ -171,7 +171,8 @@ def test_training_return_per_window_and_over_the_last_10k_steps_beside_a_referen
     assert row["train_return_recent"] == pytest.approx(np.mean([200.0, 300.0]))  # (100 + 300) / 2 and (200 + 400) / 2
     (result,) = [r for r in aggregate.find_runs(tmp_path)[0] if r.seed == 1]
     assert result.train_return(0, 5000) == pytest.approx(np.mean([12.0, 10.0]))  # the fixture's episode at step 20 too
-    ends, mean, std = aggregate.training_windows(aggregate.find_runs(tmp_path)[0], 5000)[("Hopper-v4", "nclql")]
+    ends, mean, std, count = aggregate.training_windows(aggregate.find_runs(tmp_path)[0], 5000)[("Hopper-v4", "nclql")]
+    assert count.tolist() == [2, 2, 2, 2]
     assert ends.tolist() == [5000, 10000, 15000, 20000]
     assert mean.tolist() == pytest.approx([36.0, 80.0, 150.0, 350.0])  # seed 1: 11, 30, 100, 300; seed 2: 61, 130, ...
     assert std.tolist() == pytest.approx([math.sqrt(1250)] + [math.sqrt(5000)] * 3)  # seeds 50, then 100 apart
@@ -187,12 +188,20 @@ def test_training_return_per_window_and_over_the_last_10k_steps_beside_a_referen
 
 
 def test_unfinished_runs_are_taken_up_to_their_last_step_only_when_asked(tmp_path):
-    write_run(tmp_path, "lql", "Hopper-v4", 1, [(2500, 10.0), (5000, 30.0)], wall_time=10.0)
+    run_dir = write_run(tmp_path, "lql", "Hopper-v4", 1, [(2500, 10.0), (5000, 30.0)], wall_time=10.0)
+    with SummaryWriter(str(next((run_dir / "runs").iterdir()))) as writer:
+        writer.add_scalar("charts/episodic_return", 40.0, 4000)  # in a window the unfinished seed 2 did not reach
     write_run(tmp_path, "lql", "Hopper-v4", 2, [(2500, 50.0)], wall_time=10.0, done=False, total_steps=3000)
     (row,) = aggregate.aggregate(tmp_path)
     assert row["seeds"] == 1
     (row,) = aggregate.aggregate(tmp_path, unfinished=True)
     assert row["seeds"] == 2 and row["final_return_mean"] == pytest.approx(40.0)  # 30 and the unfinished run's last 50
+    # windows run to the longest seed; one the unfinished seed did not reach has the finished seed's value and count 1
+    ends, mean, _, count = aggregate.training_windows(aggregate.find_runs(tmp_path, unfinished=True)[0], 2500)[
+        ("Hopper-v4", "lql")
+    ]
+    assert ends.tolist() == [2500, 5000] and count.tolist() == [2, 1] and mean.tolist() == [12.0, 40.0]
+    assert "| lql | Hopper-v4 | 2 | 12.0 | 40.0 (1) | 19.0 (0-4k) |" in (tmp_path / "results.md").read_text().splitlines()
     assert (
         "- Left out or unfinished: lql/Hopper-v4/seed2 (unfinished: taken up to env step 3,000)."
         in (tmp_path / "results.md").read_text().splitlines()
