@@ -413,7 +413,9 @@ def plot_curves(curves, path: Path, ylabel="eval return (mean ± std over seeds)
     algos = list(dict.fromkeys(algo for by_algo in curves.values() for algo in by_algo))
     colors = {algo: f"C{i % 10}" if len(algos) <= 10 else plt.cm.tab20(i % 20) for i, algo in enumerate(algos)}
     seeds = {algo: sorted({by_algo[algo][3] for by_algo in curves.values() if algo in by_algo}) for algo in algos}
-    legend_rows = -(-len(algos) // 3)  # one legend for all panels, below them: one colour per row of the table
+    entries = len(algos) + len({name for lines in (dashed or {}).values() for name in lines})
+    legend_columns = min(entries, 3, ncols)  # one legend for all panels, below them, no wider than they are
+    legend_rows = -(-entries // legend_columns)
     fig, axes = plt.subplots(nrows, ncols, figsize=(5 * ncols, 3.8 * nrows + 0.3 * legend_rows), squeeze=False)
     handles, labels_extra = {}, {}
     for ax, (env_id, by_algo) in zip(axes.flat, curves.items(), strict=False):
@@ -437,7 +439,7 @@ def plot_curves(curves, path: Path, ylabel="eval return (mean ± std over seeds)
         [handles[a] for a in [*algos, *labels_extra]],
         [*labels, *labels_extra.values()],
         loc="lower center",
-        ncol=min(len(algos) + len(labels_extra), 3),
+        ncol=legend_columns,
         frameon=False,
     )
     fig.tight_layout(rect=(0, 0.3 * legend_rows / fig.get_figheight() + 0.02, 1, 1))
@@ -586,7 +588,7 @@ def plot_training_windows(results, width: int, reference: list[dict], path: Path
             extra.setdefault(r["env"], {}).setdefault(f"{r['algorithm']} (reference)", []).append(
                 (r["steps_to"], r["training_return"])
             )
-    plot_curves(curves, path, ylabel=f"training return per {width:,} steps (mean ± std over seeds)", dashed=extra)
+    plot_curves(curves, path, ylabel=f"training return per {width:,} steps\n(mean ± std over seeds)", dashed=extra)
 
 
 def aggregate(out, select_seeds=None, window=5000, reference=None, unfinished=False) -> list[dict]:
