@@ -2,6 +2,7 @@
 --eval-checkpoint without --env-id, video on a machine without a display, and CleanRL's --track (wandb, offline)."""
 
 import glob
+import itertools
 import os
 import subprocess
 import sys
@@ -70,7 +71,9 @@ def test_cli_refusal_of_a_run_that_could_never_train_is_one_line_and_nonzero(in_
 
 @MODULES
 def test_progress_marks_the_warm_up_and_the_first_update_logs_its_losses_at_once(in_tmp_dir, monkeypatch, capsys, module):
-    clock = iter(range(0, 10**6, 11))  # every time.time() call is 11 s later: each iteration prints its line
+    # every time.time() call is 11 s later, so each iteration prints its line; itertools.count, not a generator: the
+    # TensorBoard writer's thread reads the clock too, and next() on a C iterator is atomic
+    clock = itertools.count(0, 11)
     monkeypatch.setattr(module.time, "time", lambda: float(next(clock)))
     _, run_dir = module.train(tiny_args(module, log_frequency=1000, threads=1))
     lines = capsys.readouterr().out.splitlines()
