@@ -54,3 +54,19 @@ def in_tmp_dir(tmp_path, monkeypatch):
     """Runs write runs/ under the working directory: keep them out of the repository."""
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+def tiny_run_args(module, **overrides):
+    """A run of either script small enough for a test: 60 env steps on InvertedPendulum, 10 updates, short chains."""
+    small = dict(num_levels=3, steps_per_level=1) if hasattr(module, "noise_levels") else dict(langevin_steps=3)
+    settings = dict(
+        env_id="InvertedPendulum-v4",
+        total_timesteps=60,
+        num_envs=2,
+        learning_starts=40,
+        batch_size=16,
+        eval_frequency=0,
+        eval_episodes=2,
+        **small,
+    )
+    return module.Args(**{**settings, **overrides})

@@ -12,6 +12,7 @@ import time
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_run_args
 from torch.utils.tensorboard import SummaryWriter
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -213,21 +214,8 @@ def test_sampler_spread_compares_settings_on_a_trained_critic(tmp_path, monkeypa
     import sampler_spread
 
     module = __import__(f"{script}_continuous_action")
-    small = dict(langevin_steps=3) if script == "lql" else dict(num_levels=3, steps_per_level=1)
     monkeypatch.chdir(tmp_path)
-    _, run_dir = module.train(
-        module.Args(
-            env_id="InvertedPendulum-v4",
-            total_timesteps=60,
-            num_envs=2,
-            learning_starts=40,
-            batch_size=16,
-            eval_frequency=0,
-            eval_episodes=2,
-            checkpoint_frequency=60,
-            **small,
-        )
-    )
+    _, run_dir = module.train(tiny_run_args(module, checkpoint_frequency=60))
     checkpoint = f"{run_dir}/checkpoint.pt"
     assert sampler_spread.main([checkpoint, "--states", "4", "--chains", "64"]) == 0
     rows = [line.split(" | ") for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "-|" not in line]

@@ -9,27 +9,12 @@ import sys
 
 import pytest
 import torch
-from conftest import ROOT, read_scalars
+from conftest import ROOT, read_scalars, tiny_run_args
 
 import lql_continuous_action as lql
 import nclql_continuous_action as nclql
 
 MODULES = pytest.mark.parametrize("module", [lql, nclql], ids=["lql", "nclql"])
-SMALL = {lql: dict(langevin_steps=3), nclql: dict(num_levels=3, steps_per_level=1)}
-
-
-def tiny_args(module, **overrides):
-    settings = dict(
-        env_id="InvertedPendulum-v4",
-        total_timesteps=60,
-        num_envs=2,
-        learning_starts=40,
-        batch_size=16,
-        eval_frequency=0,
-        eval_episodes=2,
-        **SMALL[module],
-    )
-    return module.Args(**{**settings, **overrides})
 
 
 @MODULES
@@ -49,7 +34,7 @@ def tiny_args(module, **overrides):
 )
 def test_runs_that_could_never_train_are_refused_before_anything_is_written(in_tmp_dir, module, overrides, message):
     with pytest.raises(SystemExit) as refusal:
-        module.train(tiny_args(module, **overrides))
+        module.train(tiny_run_args(module, **overrides))
     assert message in str(refusal.value) and "\n" not in str(refusal.value)
     assert not (in_tmp_dir / "runs").exists()
 
@@ -75,7 +60,7 @@ def test_progress_marks_the_warm_up_and_the_first_update_logs_its_losses_at_once
     # TensorBoard writer's thread reads the clock too, and next() on a C iterator is atomic
     clock = itertools.count(0, 11)
     monkeypatch.setattr(module.time, "time", lambda: float(next(clock)))
-    _, run_dir = module.train(tiny_args(module, log_frequency=1000, threads=1))
+    _, run_dir = module.train(tiny_run_args(module, log_frequency=1000, threads=1))
     lines = capsys.readouterr().out.splitlines()
     warm_up = [line for line in lines if "warm-up (random actions until step 40)" in line]
     assert [line.split(",")[0] for line in warm_up] == [f"global_step={step}/60" for step in range(2, 41, 2)]
@@ -90,7 +75,7 @@ def test_progress_marks_the_warm_up_and_the_first_update_logs_its_losses_at_once
 
 @MODULES
 def test_with_compile_the_console_says_before_the_first_update_that_it_compiles(capsys, module):
-    progress = module.ProgressLine(tiny_args(module, compile=True), global_step=0)
+    progress = module.ProgressLine(tiny_run_args(module, compile=True), global_step=0)
     for step in range(2, 46, 2):
         progress.print(step, n_updates=max(0, (step - 40) // 2), recent_returns=[])
     notices = [line for line in capsys.readouterr().out.splitlines() if "compiles" in line]
@@ -100,10 +85,10 @@ def test_with_compile_the_console_says_before_the_first_update_that_it_compiles(
 @MODULES
 def test_threads_sets_torchs_cpu_thread_count(in_tmp_dir, module):
     try:
-        _, run_dir = module.train(tiny_args(module, threads=2, checkpoint_frequency=60))
+        _, run_dir = module.train(tiny_run_args(module, threads=2, checkpoint_frequency=60))
         assert torch.get_num_threads() == 2
         # a resumed run may have another share of the cores (the benchmark runner sets --threads per run)
-        module.train(tiny_args(module, threads=1, total_timesteps=80, resume=f"{run_dir}/checkpoint.pt"))
+        module.train(tiny_run_args(module, threads=1, total_timesteps=80, resume=f"{run_dir}/checkpoint.pt"))
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(1)  # the suite's setting (conftest)
@@ -136,7 +121,7 @@ def headless(monkeypatch, mujoco_gl=None):
 @MODULES
 def test_video_on_a_machine_without_a_display_works_with_the_defaults(in_tmp_dir, monkeypatch, module):
     headless(monkeypatch)
-    _, run_dir = module.train(tiny_args(module, capture_video=True, num_envs=1))
+    _, run_dir = module.train(tiny_run_args(module, capture_video=True, num_envs=1))
     videos = glob.glob(f"videos/{os.path.basename(run_dir)}/*.mp4")
     assert videos and all(os.path.getsize(v) > 0 for v in videos)
 
@@ -144,7 +129,7 @@ def test_video_on_a_machine_without_a_display_works_with_the_defaults(in_tmp_dir
 def test_video_that_cannot_be_rendered_is_refused_before_anything_is_written(in_tmp_dir, monkeypatch):
     headless(monkeypatch, "glfw")  # GLFW needs a display: rendering fails as on a headless server
     with pytest.raises(SystemExit) as refusal:
-        lql.train(tiny_args(lql, capture_video=True))
+        lql.train(tiny_run_args(lql, capture_video=True))
     message = str(refusal.value)
     assert message.startswith("error: --capture-video cannot render InvertedPendulum-v4 with MUJOCO_GL=glfw")
     assert "use MUJOCO_GL=egl" in message and "\n" not in message
@@ -159,7 +144,7 @@ def test_track_syncs_the_tensorboard_logs_to_wandb_offline(in_tmp_dir, monkeypat
     import wandb
 
     try:
-        _, run_dir = module.train(tiny_args(module, track=True, wandb_project_name="lql-test", log_frequency=1))
+        _, run_dir = module.train(tiny_run_args(module, track=True, wandb_project_name="lql-test", log_frequency=1))
     finally:
         wandb.teardown()  # wandb keeps its settings (WANDB_DIR) per process: the next test starts afresh
     (offline_run,) = glob.glob(str(in_tmp_dir / "wandb" / "offline-run-*"))
@@ -174,6 +159,6 @@ def test_track_syncs_the_tensorboard_logs_to_wandb_offline(in_tmp_dir, monkeypat
 def test_track_without_wandb_is_refused_with_one_line(in_tmp_dir, monkeypatch, module):
     monkeypatch.setitem(sys.modules, "wandb", None)  # as if it were not installed
     with pytest.raises(SystemExit) as refusal:
-        module.train(tiny_args(module, track=True))
+        module.train(tiny_run_args(module, track=True))
     assert str(refusal.value) == "error: --track needs wandb: pip install wandb"
     assert not (in_tmp_dir / "runs").exists()
