@@ -12,7 +12,8 @@ runs with DONE; a run without DONE resumes from the checkpoint its last attempt 
 Ctrl-C / SIGTERM and every --checkpoint-frequency env steps) with --resume, or else starts afresh (the failed
 attempt's logs deleted first). A failed run does not stop the others; it is listed at the end with its log, and the
 exit status is then 1. Each run gets
-OMP_NUM_THREADS = max(1, cores // workers). Arguments after `--` go to every script call and replace the preset's
+--threads and OMP_NUM_THREADS = max(1, cores // workers), unless its arguments give --threads (two invocations side by
+side: `-- --threads 1` each). Arguments after `--` go to every script call and replace the preset's
 flags of the same name (`--no-compile` drops `--compile`); --env-id, --seed, --total-timesteps and --exp-name belong
 to the benchmark. `--variant NAME=ARGS` (repeatable) runs every algorithm once per variant with ARGS on top, as the
 algorithm `{algo}-{NAME}` (its own directory, row and curve): a grid of settings in one table, e.g.
@@ -197,6 +198,12 @@ def compiles(command) -> bool:
     return bool(flags) and flags[-1] == "--compile"
 
 
+def threads_of(command: list[str]) -> int:
+    """The run's last --threads value, also its OMP_NUM_THREADS (at least 1: 0 means torch's default)."""
+    values = [command[i + 1] for i, token in enumerate(command[:-1]) if token == "--threads"]
+    return max(1, int(values[-1]))
+
+
 def latest_checkpoint(run_dir: Path) -> str | None:
     """The newest runs/*/checkpoint.pt an interrupted attempt left (relative to run_dir), or None."""
     found = sorted((run_dir / "runs").glob("*/checkpoint.pt"), key=lambda p: p.stat().st_mtime)
@@ -213,7 +220,7 @@ def run_job(job: Job, omp_threads: int) -> int:
     command = [*job.command, "--resume", checkpoint] if checkpoint else list(job.command)
     if "--threads" not in command:  # the scripts default to one thread: give each run its share of the cores
         command += ["--threads", str(omp_threads)]
-    env = {**os.environ, "OMP_NUM_THREADS": str(omp_threads), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads_of(command)), "PYTHONUNBUFFERED": "1"}
     start = time.time()
     with open(job.run_dir / "log.txt", "a" if checkpoint else "w") as log:  # a resume keeps the earlier output
         log.write("$ " + shlex.join(command) + "\n")
@@ -265,7 +272,7 @@ def run_jobs(jobs: list[Job], workers: int, cores: int | None = None) -> list[tu
     omp = max(1, (cores or available_cores()) // workers)
     print(
         f"{len(jobs)} runs: {len(finished)} finished earlier (skipped), {len(todo)} to do, {workers} at a time, "
-        f"OMP_NUM_THREADS={omp} each",
+        f"each on {omp} thread(s) unless its arguments give --threads",
         flush=True,
     )
     failed, lock, stop = [], threading.Lock(), threading.Event()

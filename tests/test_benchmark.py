@@ -454,6 +454,9 @@ def test_runner_says_on_the_console_which_runs_compile_first_and_gives_each_its_
     threads = [json.loads((job.run_dir / "call.json").read_text())["args"] for job in jobs]
     assert [args[args.index("--threads") + 1] for args in threads] == ["2", "2", "3"]  # 4 cores / 2 workers, or as given
     assert [args.count("--threads") for args in threads] == [1, 1, 1]
+    omp = [json.loads((job.run_dir / "call.json").read_text())["omp"] for job in jobs]
+    assert omp == ["2", "2", "3"]  # OpenMP follows the run's --threads
+    assert "2 at a time, each on 2 thread(s) unless its arguments give --threads" in out[0]
 
 
 def test_runner_runs_in_parallel_skips_finished_runs_retries_failed_ones_and_resumes_interrupted_ones(tmp_path, fake_script):
