@@ -75,6 +75,7 @@ COLUMNS = [
     "first_return_mean",
     "curve_mean",
     "train_return_recent",
+    "train_return_recent_std",
     "final_return_mean",
     "final_return_std",
     "iqm",
@@ -275,6 +276,7 @@ def summarize(results: list[RunResult]) -> list[dict]:
         first_return_mean=("first", "mean"),
         curve_mean=("curve", "mean"),
         train_return_recent=("recent", mean),
+        train_return_recent_std=("recent", "std"),  # ddof 1: nan with one seed
         final_return_mean=("final", "mean"),
         final_return_std=("final", "std"),  # ddof 1: nan with one seed
         iqm=("final", iqm),
@@ -462,11 +464,12 @@ def markdown_table(rows: list[dict], left_out: list[str]) -> str:
         "|-|-|-|-|-|-|-|-|-|" + ("-|" if tuned else "") + "-|-|-|",
     ]
     for r in rows:
-        std = "" if math.isnan(r["final_return_std"]) else f" ± {_fmt(r['final_return_std'])}"
+        recent = _fmt(r["train_return_recent"]) + _pm(r["train_return_recent_std"])
+        final = _fmt(r["final_return_mean"]) + _pm(r["final_return_std"])
         final_w = (("-" if math.isnan(r["final_w"]) else f"{r['final_w']:.3g}") + " | ") if tuned else ""
         lines.append(
             f"| {r['algorithm']} | {r['env']} | {r['seeds']} | {r['env_steps']:,} | {_fmt(r['first_return_mean'])} | "
-            f"{_fmt(r['curve_mean'])} | {_fmt(r['train_return_recent'])} | {_fmt(r['final_return_mean'])}{std} | "
+            f"{_fmt(r['curve_mean'])} | {recent} | {final} | "
             f"{_fmt(r['iqm'])} [{_fmt(r['iqm_ci_low'])}, {_fmt(r['iqm_ci_high'])}] | "
             f"{final_w}{_fmt(r['env_steps_per_s'])} | {r['wall_time_s'] / 60:.1f} min | {_fmt(r['critic_params'], 0)} |"
         )
@@ -477,7 +480,7 @@ def markdown_table(rows: list[dict], left_out: list[str]) -> str:
         "- Curve mean: each run's mean evaluation return over all its evaluations (area under the learning curve), "
         "mean over seeds.",
         "- Training return, last 10k steps: each run's mean `charts/episodic_return` over the training episodes that ended "
-        "in its last 10,000 env steps (exploring with the training sampler), mean over seeds.",
+        "in its last 10,000 env steps (exploring with the training sampler), mean ± sample std over seeds.",
         "- Final eval return: each run's last `eval/episodic_return` (the final evaluation); mean ± sample std over seeds.",
         "- IQM: scipy.stats.trim_mean(x, 0.25) over seeds as in rliable (floor(n/4) cut from each end: with 3 seeds it is "
         f"the mean); 95% CI: percentile bootstrap over seeds, {BOOTSTRAP_RESAMPLES} resamples, RNG seed 0.",
@@ -493,6 +496,48 @@ def markdown_table(rows: list[dict], left_out: list[str]) -> str:
     if left_out:
         notes.append("- Left out or unfinished: " + ", ".join(left_out) + ".")
     return "\n".join(["# Learning benchmark", "", *lines, *notes]) + "\n"
+
+
+def headline_table(rows: list[dict], reference: list[dict]) -> str:
+    """The README's table: per algorithm and environment, the training return over the last 10k env steps (mean ± std
+    over seeds) beside the reference's over the same steps and their ratio, the final evaluation and env steps/s."""
+    lines = [
+        "",
+        "## Against the reference",
+        "",
+        "| algorithm | env | seeds | training return, last 10k steps | reference, same steps | ratio | "
+        "final eval return | env steps/s |",
+        "|-|-|-|-|-|-|-|-|",
+    ]
+    for row in rows:
+        start = max(row["env_steps"] - RECENT_STEPS, 0)
+        same_steps = [
+            r for r in reference if (r["env"], r["steps_from"], r["steps_to"]) == (row["env"], start, row["env_steps"])
+        ]
+        mine = _fmt(row["train_return_recent"]) + _pm(row["train_return_recent_std"])
+        theirs, ratio = "", ""
+        if same_steps:
+            ref = same_steps[0]
+            theirs = (
+                f"{_fmt(ref['training_return'])} ({ref['algorithm']}, {ref['seeds']} seed{'s' if ref['seeds'] > 1 else ''})"
+            )
+            ratio = f"{row['train_return_recent'] / ref['training_return']:.2f}x" if ref["training_return"] else ""
+        final = _fmt(row["final_return_mean"]) + _pm(row["final_return_std"])
+        lines.append(
+            f"| {row['algorithm']} | {row['env']} | {row['seeds']} | {mine} | {theirs} | {ratio} | {final} | "
+            f"{_fmt(row['env_steps_per_s'])} |"
+        )
+    lines += [
+        "",
+        "- Training return: each run's mean `charts/episodic_return` over the training episodes that ended in its last "
+        "10,000 env steps; mean ± sample std over seeds. Reference: its figure for the same env steps (see below); "
+        "ratio: ours / reference. Final eval return: the last evaluation, mean ± std over seeds.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _pm(std) -> str:
+    return "" if math.isnan(std) else f" ± {_fmt(std)}"
 
 
 def read_reference(path) -> list[dict]:
@@ -610,7 +655,8 @@ def aggregate(out, select_seeds=None, window=5000, reference=None, unfinished=Fa
     # nan and a missing parameter count (Int64: the others stay integers) as empty cells; CRLF lines, as csv writes them
     table = pd.DataFrame(rows, columns=COLUMNS).astype({"critic_params": "Int64"})
     table.to_csv(out / "results.csv", index=False, lineterminator="\r\n")
-    table = markdown_table(rows, left_out) + windows_table(results, window, reference)
+    table = markdown_table(rows, left_out) + (headline_table(rows, reference) if reference else "")
+    table += windows_table(results, window, reference)
     table += comparison_table(tuned_against_fixed(results))
     if select_seeds is not None:
         table += comparison_table(tuned_against_fixed(results, select_seeds), select_seeds)

@@ -120,11 +120,11 @@ def test_table_has_the_known_numbers(results):
 
     markdown = (out / "results.md").read_text()
     assert (
-        "| lql | InvertedPendulum-v4 | 3 | 5,000 | 20.0 | 160.0 | 12.0 | 300.0 ± 264.6 | 300.0 [100.0, 600.0] | 25.0 "
+        "| lql | InvertedPendulum-v4 | 3 | 5,000 | 20.0 | 160.0 | 12.0 ± 0.0 | 300.0 ± 264.6 | 300.0 [100.0, 600.0] | 25.0 "
         "| 3.3 min | 266,754 |" in (markdown.splitlines())
     )
     assert (
-        "| nclql | Hopper-v4 | 3 | 5,000 | 20.0 | 210.0 | 12.0 | 400.0 ± 444.4 | 400.0 [50.0, 900.0] | 25.0 | 3.3 min "
+        "| nclql | Hopper-v4 | 3 | 5,000 | 20.0 | 210.0 | 12.0 ± 0.0 | 400.0 ± 444.4 | 400.0 [50.0, 900.0] | 25.0 | 3.3 min "
         "| 281,698 |" in (markdown.splitlines())
     )
     assert "final w" not in markdown  # no run tuned w: no column
@@ -182,6 +182,8 @@ def test_training_return_per_window_and_over_the_last_10k_steps_beside_a_referen
     assert "| nclql | Hopper-v4 | 2 | 36.0 ± 35.4 | 80.0 ± 70.7 | 150.0 ± 70.7 | 350.0 ± 70.7 | 250.0 (10-20k) |" in lines
     assert "| sac (reference) | Hopper-v4 | 1 |  | 77.0 |  |  | 555.0 (10-20k) |" in lines  # its 10-20k figure is the last 10k
     assert "- sac (reference): measured elsewhere" in lines and not any("Walker2d" in line for line in lines)
+    # the README's table: the last 10k beside the reference's figure for the same steps, their ratio; final eval 2 ± 0
+    assert "| nclql | Hopper-v4 | 2 | 250.0 ± 70.7 | 555.0 (sac, 1 seed) | 0.45x | 2.0 ± 0.0 | 2,000.0 |" in lines
     assert (tmp_path / "training_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     (tmp_path / "bad.csv").write_text("algorithm,env\nsac,Hopper-v4\n")
     with pytest.raises(SystemExit, match="^error: .*bad.csv needs the CSV columns"):
