@@ -15,7 +15,7 @@ table), and writes into DIR:
     by its length, when evaluations are evenly spaced), mean over seeds: less noisy than one final evaluation and
     sensitive to how early a run learns;
   - training return, last 10k steps: a run's mean `charts/episodic_return` over the training episodes that ended in its
-    last 10,000 env steps, mean over seeds;
+    last 10,000 env steps, mean ± std over the seeds that ran longest (with --unfinished, the count shows when fewer);
   - final return: a run's last `eval/episodic_return` (the final evaluation, itself a mean over its episodes);
     mean ± sample std (ddof 1) over seeds, no std with one seed;
   - IQM: the interquartile mean over seeds, scipy.stats.trim_mean(x, 0.25) as rliable computes it: floor(n / 4)
@@ -44,7 +44,9 @@ table), and writes into DIR:
     both cells are compared on the other seeds (held out), as one would tune w by hand on some seeds and report others.
 - in `results.md`, the training return per window of `--window` env steps (default 5,000): each seed's mean over the
   episodes that ended in the window, mean ± std over seeds; with `--reference CSV`, the rows measured elsewhere for
-  the same environments beside ours (see `read_reference`), and `training_curves.png`, the same as curves.
+  the same environments beside ours (see `read_reference`), and `training_curves.png`, the same as curves; then
+  also a compact table for the README: the last-10k training return beside the reference's figure for the same env
+  steps, their ratio, the final evaluation and env steps/s.
 - `learning_curves.png`: evaluation return against env steps, one panel per environment, the mean over seeds with a
   band of ± one std (seeds interpolated onto the union of their evaluation steps inside their common range).
 """
@@ -76,6 +78,7 @@ COLUMNS = [
     "curve_mean",
     "train_return_recent",
     "train_return_recent_std",
+    "train_return_recent_seeds",
     "final_return_mean",
     "final_return_std",
     "iqm",
@@ -268,15 +271,18 @@ def summarize(results: list[RunResult]) -> list[dict]:
         }
         for r in results
     )
+    # the last 10k of the longest seeds only: an unfinished seed's last 10k are other env steps
+    runs.loc[runs.steps < runs.groupby(["env", "algorithm"]).steps.transform("max"), "recent"] = math.nan
     groups = runs.groupby(["env", "algorithm"])  # sorted by environment, then algorithm
     mean = lambda x: x.mean(skipna=False)  # nan when a seed has none (final w: unless every seed tuned w)
     table = groups.agg(
         seeds=("final", "size"),
-        env_steps=("steps", "median"),
+        env_steps=("steps", "max"),
         first_return_mean=("first", "mean"),
         curve_mean=("curve", "mean"),
-        train_return_recent=("recent", mean),
+        train_return_recent=("recent", "mean"),
         train_return_recent_std=("recent", "std"),  # ddof 1: nan with one seed
+        train_return_recent_seeds=("recent", "count"),
         final_return_mean=("final", "mean"),
         final_return_std=("final", "std"),  # ddof 1: nan with one seed
         iqm=("final", iqm),
@@ -464,7 +470,7 @@ def markdown_table(rows: list[dict], left_out: list[str]) -> str:
         "|-|-|-|-|-|-|-|-|-|" + ("-|" if tuned else "") + "-|-|-|",
     ]
     for r in rows:
-        recent = _fmt(r["train_return_recent"]) + _pm(r["train_return_recent_std"])
+        recent = _recent(r)
         final = _fmt(r["final_return_mean"]) + _pm(r["final_return_std"])
         final_w = (("-" if math.isnan(r["final_w"]) else f"{r['final_w']:.3g}") + " | ") if tuned else ""
         lines.append(
@@ -480,7 +486,8 @@ def markdown_table(rows: list[dict], left_out: list[str]) -> str:
         "- Curve mean: each run's mean evaluation return over all its evaluations (area under the learning curve), "
         "mean over seeds.",
         "- Training return, last 10k steps: each run's mean `charts/episodic_return` over the training episodes that ended "
-        "in its last 10,000 env steps (exploring with the training sampler), mean ± sample std over seeds.",
+        "in its last 10,000 env steps (exploring with the training sampler), mean ± sample std over the seeds that ran "
+        "longest (an unfinished seed's last 10k are other env steps).",
         "- Final eval return: each run's last `eval/episodic_return` (the final evaluation); mean ± sample std over seeds.",
         "- IQM: scipy.stats.trim_mean(x, 0.25) over seeds as in rliable (floor(n/4) cut from each end: with 3 seeds it is "
         f"the mean); 95% CI: percentile bootstrap over seeds, {BOOTSTRAP_RESAMPLES} resamples, RNG seed 0.",
@@ -514,7 +521,7 @@ def headline_table(rows: list[dict], reference: list[dict]) -> str:
         same_steps = [
             r for r in reference if (r["env"], r["steps_from"], r["steps_to"]) == (row["env"], start, row["env_steps"])
         ]
-        mine = _fmt(row["train_return_recent"]) + _pm(row["train_return_recent_std"])
+        mine = _recent(row)
         theirs, ratio = "", ""
         if same_steps:
             ref = same_steps[0]
@@ -538,6 +545,16 @@ def headline_table(rows: list[dict], reference: list[dict]) -> str:
 
 def _pm(std) -> str:
     return "" if math.isnan(std) else f" ± {_fmt(std)}"
+
+
+def _recent(row) -> str:
+    """The last-10k training return, mean ± std, with the count of seeds behind it when an unfinished one is not."""
+    fewer = row["train_return_recent_seeds"] < row["seeds"]
+    return (
+        _fmt(row["train_return_recent"])
+        + _pm(row["train_return_recent_std"])
+        + (f" ({row['train_return_recent_seeds']} of {row['seeds']} seeds)" if fewer else "")
+    )
 
 
 def read_reference(path) -> list[dict]:

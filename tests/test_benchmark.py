@@ -184,6 +184,17 @@ def test_training_return_per_window_and_over_the_last_10k_steps_beside_a_referen
     assert "- sac (reference): measured elsewhere" in lines and not any("Walker2d" in line for line in lines)
     # the README's table: the last 10k beside the reference's figure for the same steps, their ratio; final eval 2 ± 0
     assert "| nclql | Hopper-v4 | 2 | 250.0 ± 70.7 | 555.0 (sac, 1 seed) | 0.45x | 2.0 ± 0.0 | 2,000.0 |" in lines
+    # an unfinished third seed (to 15k) counts in the windows it reached, not in the last 10k of the others
+    run_dir = write_run(tmp_path, "nclql", "Hopper-v4", 3, [(5000, 1.0), (15_000, 2.0)], 10.0, done=False, total_steps=15_000)
+    writer = SummaryWriter(str(next((run_dir / "runs").iterdir())))
+    writer.add_scalar("charts/episodic_return", 999.0, 14_000)
+    writer.close()
+    (row,) = aggregate.aggregate(tmp_path, window=5000, reference=reference, unfinished=True)
+    assert (row["seeds"], row["env_steps"], row["train_return_recent_seeds"]) == (3, 20_000, 2)
+    assert row["train_return_recent"] == pytest.approx(250.0)
+    lines = (tmp_path / "results.md").read_text().splitlines()
+    headline = "| nclql | Hopper-v4 | 3 | 250.0 ± 70.7 (2 of 3 seeds) | 555.0 (sac, 1 seed) | 0.45x | 2.0 ± 0.0 | "
+    assert any(line.startswith(headline) for line in lines)
     assert (tmp_path / "training_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     (tmp_path / "bad.csv").write_text("algorithm,env\nsac,Hopper-v4\n")
     with pytest.raises(SystemExit, match="^error: .*bad.csv needs the CSV columns"):
