@@ -710,3 +710,16 @@ def test_held_out_comparison_picks_the_best_fixed_w_on_the_selection_seeds_and_j
 def test_select_seeds_must_be_integers(tmp_path):
     with pytest.raises(SystemExit, match=r"--select-seeds must be comma-separated integers, got '1,x'"):
         aggregate.main([str(tmp_path), "--select-seeds", "1,x"])
+
+
+def test_the_readme_results_table_is_the_aggregators_not_typed_by_hand():
+    """Every table row in README.md is a line of a results.md under docs/results/ that the aggregator wrote."""
+    with open(os.path.join(ROOT, "README.md")) as f:
+        rows = [line.rstrip("\n") for line in f if line.startswith("|")]
+    generated = set()
+    for folder, _, files in os.walk(os.path.join(ROOT, "docs", "results")):
+        if "results.md" in files:
+            with open(os.path.join(folder, "results.md")) as f:
+                generated.update(line.rstrip("\n") for line in f)
+    assert any("reference, same steps" in row for row in rows)  # the sac-budget table against CleanRL SAC is there
+    assert [row for row in rows if row not in generated] == []
