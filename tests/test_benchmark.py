@@ -348,8 +348,12 @@ def test_sac_budget_preset_is_sacs_protocol_for_both_scripts(tmp_path):
         (a, e, s, 50_000) for a in ("lql", "nclql") for e in ("Hopper-v4", "Walker2d-v4", "HalfCheetah-v4") for s in (1, 2, 3)
     }
     for job in jobs:  # one env, one update per env step, 5k random warm-up, evaluation every 5k
-        flags = dict(zip(job.command[2::2], job.command[3::2], strict=False))
+        flags = dict(zip(job.command[2:], job.command[3:], strict=False))  # each flag -> the token after it
         assert (flags["--num-envs"], flags["--learning-starts"], flags["--eval-frequency"]) == ("1", "5000", "5000")
+        if job.algo == "nclql":  # SAC's critic learning rate and the colder sampler chosen on Hopper-v4
+            assert (flags["--learning-rate"], flags["--w"], flags["--step-size"]) == ("1e-3", "0.02", "1e-4")
+        else:
+            assert "--learning-rate" not in flags and "--w" not in flags
 
 
 def test_variants_run_each_algorithm_once_per_setting_in_their_own_directories(tmp_path):
