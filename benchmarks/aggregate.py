@@ -617,7 +617,9 @@ def windows_table(results: list[RunResult], width: int, reference: list[dict]) -
                 + (f" ({count[i]})" if count[i] < row["seeds"] else "")
                 for i in range(len(ends))
             ]
-            last = f"{_fmt(row['train_return_recent'])} ({span(max(row['env_steps'] - RECENT_STEPS, 0), row['env_steps'])})"
+            n_recent, steps = row["train_return_recent_seeds"], row["env_steps"]
+            fewer = f"{n_recent} of {row['seeds']} seeds, " if n_recent < row["seeds"] else ""
+            last = f"{_fmt(row['train_return_recent'])} ({fewer}{span(max(steps - RECENT_STEPS, 0), steps)})"
             lines.append(f"| {algo} | {env} | {row['seeds']} | " + " | ".join(cells) + f" | {last} |")
         for name in sorted({r["algorithm"] for r in reference if r["env"] == env_id}):
             mine = {(r["steps_from"], r["steps_to"]): r for r in reference if (r["algorithm"], r["env"]) == (name, env_id)}

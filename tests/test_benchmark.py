@@ -215,7 +215,9 @@ def test_unfinished_runs_are_taken_up_to_their_last_step_only_when_asked(tmp_pat
         ("Hopper-v4", "lql")
     ]
     assert ends.tolist() == [2500, 5000] and count.tolist() == [2, 1] and mean.tolist() == [12.0, 40.0]
-    assert "| lql | Hopper-v4 | 2 | 26.0 (1) | 19.0 (0-4k) |" in (tmp_path / "results.md").read_text().splitlines()
+    assert (
+        "| lql | Hopper-v4 | 2 | 26.0 (1) | 26.0 (1 of 2 seeds, 0-5k) |" in (tmp_path / "results.md").read_text().splitlines()
+    )
     assert (
         "- Left out or unfinished: lql/Hopper-v4/seed2 (unfinished: taken up to env step 3,000)."
         in (tmp_path / "results.md").read_text().splitlines()
