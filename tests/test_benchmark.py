@@ -183,7 +183,8 @@ def test_training_return_per_window_and_over_the_last_10k_steps_beside_a_referen
     assert "| sac (reference) | Hopper-v4 | 1 |  | 77.0 |  |  | 555.0 (10-20k) |" in lines  # its 10-20k figure is the last 10k
     assert "- sac (reference): measured elsewhere" in lines and not any("Walker2d" in line for line in lines)
     # the README's table: the last 10k beside the reference's figure for the same steps, their ratio; final eval 2 ± 0
-    assert "| nclql | Hopper-v4 | 2 | 250.0 ± 70.7 | 555.0 (sac, 1 seed) | 0.45x | 2.0 ± 0.0 | 2,000.0 |" in lines
+    headline = "| nclql | Hopper-v4 | 2 | 250.0 ± 70.7 | 555.0 (sac, 1 seed) | 0.45x | 2.0 ± 0.0 | "  # then steps/s
+    assert any(line.startswith(headline) for line in lines)
     # an unfinished third seed (to 15k) counts in the windows it reached, not in the last 10k of the others
     run_dir = write_run(tmp_path, "nclql", "Hopper-v4", 3, [(5000, 1.0), (15_000, 2.0)], 10.0, done=False, total_steps=15_000)
     writer = SummaryWriter(str(next((run_dir / "runs").iterdir())))
