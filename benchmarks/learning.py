@@ -204,9 +204,10 @@ def compiles(command) -> bool:
 
 
 def threads_of(command: list[str]) -> int:
-    """The run's last --threads value, also its OMP_NUM_THREADS (at least 1: 0 means torch's default)."""
+    """The run's last --threads value, also its OMP_NUM_THREADS (at least 1: 0 means torch's default; a value that is
+    not a number gives 1 here and the script's own one-line error in the run's log)."""
     values = [command[i + 1] for i, token in enumerate(command[:-1]) if token == "--threads"]
-    return max(1, int(values[-1]))
+    return max(1, int(values[-1])) if values and values[-1].lstrip("-").isdigit() else 1
 
 
 def latest_checkpoint(run_dir: Path) -> str | None:
