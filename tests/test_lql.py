@@ -10,7 +10,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from conftest import DEVICES, ROOT, read_scalars
+from conftest import DEVICES, ROOT, read_scalars, tiny_run_args
 
 import lql_continuous_action as lql
 import nclql_continuous_action as nclql
@@ -216,22 +216,9 @@ def test_action_scaler_maps_the_unit_box_linearly_to_the_bounds():
     assert np.allclose(out, [[-3.0, 0.0], [0.0, 1.0], [3.0, 1.5]])
 
 
-def short_run_args(**overrides):
-    settings = dict(
-        env_id="InvertedPendulum-v4",
-        total_timesteps=240,
-        num_envs=2,
-        learning_starts=120,
-        batch_size=32,
-        buffer_size=1000,
-        langevin_steps=4,
-        log_frequency=10,
-        eval_frequency=200,
-        eval_episodes=2,
-        seed=7,
-    )
-    settings.update(overrides)
-    return lql.Args(**settings)
+def short_run_args(**overrides):  # longer than conftest's tiny run: several logs, an evaluation
+    settings = dict(total_timesteps=240, learning_starts=120, batch_size=32, buffer_size=1000, log_frequency=10)
+    return tiny_run_args(lql, **{**settings, **dict(eval_frequency=200, langevin_steps=4, seed=7), **overrides})
 
 
 @pytest.mark.parametrize("device", DEVICES)

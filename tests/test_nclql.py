@@ -7,7 +7,7 @@ import sys
 
 import pytest
 import torch
-from conftest import DEVICES, ROOT, read_scalars
+from conftest import DEVICES, ROOT, read_scalars, tiny_run_args
 
 import lql_continuous_action as lql
 import nclql_continuous_action as nclql
@@ -221,22 +221,11 @@ def test_compiled_update_and_sampler_give_the_same_numbers_as_eager(device):
     assert torch.allclose(compiled_outputs[2], eager_outputs[2], atol=1e-4)
 
 
-def short_run_args(**overrides):
-    settings = dict(
-        env_id="InvertedPendulum-v4",
-        total_timesteps=240,
-        num_envs=2,
-        learning_starts=120,
-        batch_size=32,
-        buffer_size=1000,
-        num_levels=4,
-        log_frequency=10,
-        eval_frequency=200,
-        eval_episodes=2,
-        seed=3,
+def short_run_args(**overrides):  # longer than conftest's tiny run: several logs, an evaluation
+    settings = dict(total_timesteps=240, learning_starts=120, batch_size=32, buffer_size=1000, log_frequency=10)
+    return tiny_run_args(
+        nclql, **{**settings, **dict(eval_frequency=200, num_levels=4, steps_per_level=2, seed=3), **overrides}
     )
-    settings.update(overrides)
-    return nclql.Args(**settings)
 
 
 @pytest.mark.parametrize("device", DEVICES)
