@@ -47,6 +47,9 @@ table), and writes into DIR:
   the same environments beside ours (see `read_reference`), and `training_curves.png`, the same as curves; then
   also a compact table for the README: the last-10k training return beside the reference's figure for the same env
   steps, their ratio, the final evaluation and env steps/s.
+- in `results.md`, the sampler and the critics over each run's last 10k env steps (`diagnostics_table`): the spread of
+  the sampled actions, the share of clipped coordinates, the action-gradient's norm and the mean Q, from the scripts'
+  `sampler/*` and `losses/qf*_values` logs: whether a setting explores hot or cold.
 - `learning_curves.png`: evaluation return against env steps, one panel per environment, the mean over seeds with a
   band of ± one std (seeds interpolated onto the union of their evaluation steps inside their common range).
 """
@@ -68,6 +71,13 @@ EVAL_TAG = "eval/episodic_return"
 TRAIN_TAG = "charts/episodic_return"  # every training episode, at the env step it ended
 RECENT_STEPS = 10_000  # the training-return column: episodes that ended in a run's last 10k env steps
 TUNED_W_TAG = "losses/w"  # logged by --autotune-w runs only
+# how hot the sampler acts and what the critics believe, over a run's last 10k env steps (the diagnostics table)
+DIAGNOSTICS = {
+    "action std": ("sampler/action_std",),
+    "clipped coords": ("sampler/clip_fraction",),
+    "grad norm": ("sampler/grad_norm",),
+    "mean Q": ("losses/qf1_values", "losses/qf2_values"),
+}
 BOOTSTRAP_RESAMPLES = 2000
 COLUMNS = [
     "algorithm",
@@ -103,6 +113,7 @@ class RunResult:
     train_steps: np.ndarray  # env steps at which training episodes ended, in order
     train_returns: np.ndarray  # their returns
     final_w: float = math.nan  # the last tuned w (--autotune-w); nan for a fixed w
+    diagnostics: dict[str, float] | None = None  # DIAGNOSTICS' means over the last 10k env steps; nan where not logged
 
     def train_return(self, start, end) -> float:
         """Mean return of the training episodes that ended in (start, end] env steps; nan when none did."""
@@ -202,7 +213,14 @@ def run_result(run_dir: Path, algo: str, env_id: str, seed: int) -> RunResult | 
         train_steps=train.step.to_numpy(np.int64),
         train_returns=train.value.to_numpy(np.float64),
         final_w=float(tuned_w.value.iloc[-1]) if len(tuned_w) else math.nan,  # written in step order: the last step's
+        diagnostics=recent_diagnostics(scalars),
     )
+
+
+def recent_diagnostics(scalars: pd.DataFrame) -> dict[str, float]:
+    """Each DIAGNOSTICS column: the mean of its tags' values logged in the run's last 10k env steps (nan if none)."""
+    recent = scalars[scalars.step > scalars.step.max() - RECENT_STEPS]
+    return {name: float(recent[recent.tag.isin(tags)].value.mean()) for name, tags in DIAGNOSTICS.items()}
 
 
 def find_runs(out: Path, unfinished=False) -> tuple[list[RunResult], list[str]]:
@@ -543,8 +561,8 @@ def headline_table(rows: list[dict], reference: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _pm(std) -> str:
-    return "" if math.isnan(std) else f" ± {_fmt(std)}"
+def _pm(std, digits=1) -> str:
+    return "" if math.isnan(std) else f" ± {_fmt(std, digits)}"
 
 
 def _recent(row) -> str:
@@ -555,6 +573,41 @@ def _recent(row) -> str:
         + _pm(row["train_return_recent_std"])
         + (f" ({row['train_return_recent_seeds']} of {row['seeds']} seeds)" if fewer else "")
     )
+
+
+def diagnostics_table(results: list[RunResult]) -> str:
+    """The sampler and the critics over each run's last 10k env steps, mean ± std over the seeds that ran longest: how
+    much of the action is pinned to the box (clipped), how steep the critics are where the sampler acts, how large Q is."""
+    rows = []
+    for env_id, algo in sorted({(r.env_id, r.algo) for r in results}):
+        group = [r for r in results if (r.algo, r.env_id) == (algo, env_id)]
+        longest = [r for r in group if r.total_steps == max(g.total_steps for g in group)]
+        values = pd.DataFrame([r.diagnostics for r in longest], columns=list(DIAGNOSTICS))
+        if values.isna().all().all():
+            continue
+        digits = {"action std": 3, "clipped coords": 3, "grad norm": 2, "mean Q": 1}
+        cells = [_fmt(values[name].mean(), digits[name]) + _pm(values[name].std(), digits[name]) for name in DIAGNOSTICS]
+        seeds = f"{len(longest)}" + (f" of {len(group)}" if len(longest) < len(group) else "")
+        rows.append(f"| {algo} | {env_id} | {seeds} | " + " | ".join(cells) + " |")
+    if not rows:
+        return ""
+    lines = [
+        "",
+        "## Sampler and critics, last 10k steps",
+        "",
+        "| algorithm | env | seeds | " + " | ".join(DIAGNOSTICS) + " |",
+        "|-|-|-|" + "-|" * len(DIAGNOSTICS),
+        *rows,
+        "",
+        "- Each cell: a run's mean over what it logged in its last 10,000 env steps (every `--log-frequency` updates, on "
+        "the TD target's sampled actions), then mean ± sample std over the seeds that ran longest. Action std: "
+        "`sampler/action_std`, the std of the sampled actions in [-1, 1]^d over the batch's states, per coordinate, "
+        "averaged: the policy's own spread and how its action varies between states together (uniform actions give "
+        "0.577, bang-bang control near 1; the spread per state is the `spread` benchmark's); clipped "
+        "coords: `sampler/clip_fraction`, the share of coordinates on the box's faces; grad norm: `sampler/grad_norm`, "
+        "the clean critics' action-gradient norm there; mean Q: `losses/qf1_values` and `losses/qf2_values`.",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def read_reference(path) -> list[dict]:
@@ -676,6 +729,7 @@ def aggregate(out, select_seeds=None, window=5000, reference=None, unfinished=Fa
     table.to_csv(out / "results.csv", index=False, lineterminator="\r\n")
     table = markdown_table(rows, left_out) + (headline_table(rows, reference) if reference else "")
     table += windows_table(results, window, reference)
+    table += diagnostics_table(results)
     table += comparison_table(tuned_against_fixed(results))
     if select_seeds is not None:
         table += comparison_table(tuned_against_fixed(results, select_seeds), select_seeds)

@@ -5,6 +5,7 @@ import csv
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -200,6 +201,37 @@ def test_training_return_per_window_and_over_the_last_10k_steps_beside_a_referen
     (tmp_path / "bad.csv").write_text("algorithm,env\nsac,Hopper-v4\n")
     with pytest.raises(SystemExit, match="^error: .*bad.csv needs the CSV columns"):
         aggregate.main([str(tmp_path), "--reference", str(tmp_path / "bad.csv")])
+
+
+def test_sampler_and_critic_diagnostics_are_means_over_each_runs_last_10k_steps_then_over_the_longest_seeds(tmp_path):
+    """Known sampler/* and Q logs: a value logged before the last 10k steps is left out, the two critics' Q are averaged,
+    and an unfinished seed (other steps) is not mixed into the finished seeds' figure."""
+    for seed, offset in ((1, 0.0), (2, 0.2)):
+        run_dir = write_run(tmp_path, "nclql", "Hopper-v4", seed, [(20_000, 1.0)], wall_time=10.0, total_steps=20_000)
+        with SummaryWriter(str(next((run_dir / "runs").iterdir()))) as writer:
+            for step, std, clipped in ((5000, 9.0, 9.0), (12_000, 0.3, 0.1), (18_000, 0.5, 0.3)):  # 5000: before 10k
+                writer.add_scalar("sampler/action_std", std + offset, step)
+                writer.add_scalar("sampler/clip_fraction", clipped, step)
+                writer.add_scalar("sampler/grad_norm", 2.0, step)
+                writer.add_scalar("losses/qf1_values", 10.0 + seed, step)
+                writer.add_scalar("losses/qf2_values", 20.0 + seed, step)
+    run_dir = write_run(tmp_path, "nclql", "Hopper-v4", 3, [(10_000, 1.0)], wall_time=10.0, done=False, total_steps=10_000)
+    with SummaryWriter(str(next((run_dir / "runs").iterdir()))) as writer:
+        writer.add_scalar("sampler/action_std", 100.0, 9000)
+    write_run(tmp_path, "lql", "Hopper-v4", 1, [(20_000, 1.0)], wall_time=10.0, total_steps=20_000)  # logged none
+    results = aggregate.find_runs(tmp_path, unfinished=True)[0]
+    (seed1,) = [r for r in results if (r.algo, r.seed) == ("nclql", 1)]
+    assert seed1.diagnostics == pytest.approx({"action std": 0.4, "clipped coords": 0.2, "grad norm": 2.0, "mean Q": 16.0})
+    aggregate.aggregate(tmp_path, unfinished=True)
+    lines = (tmp_path / "results.md").read_text().splitlines()
+    assert "| algorithm | env | seeds | action std | clipped coords | grad norm | mean Q |" in lines
+    # seeds 1 and 2: action std 0.4 and 0.6, mean Q 16 and 17; seed 3 (to 10k) left out
+    assert "| nclql | Hopper-v4 | 2 of 3 | 0.500 ± 0.141 | 0.200 ± 0.000 | 2.00 ± 0.00 | 16.5 ± 0.7 |" in lines
+    section = lines[lines.index("## Sampler and critics, last 10k steps") :]
+    assert not any(line.startswith("| lql |") for line in section)  # a run without these logs: no row
+    shutil.rmtree(tmp_path / "nclql")
+    aggregate.aggregate(tmp_path)
+    assert "## Sampler and critics, last 10k steps" not in (tmp_path / "results.md").read_text()
 
 
 def test_unfinished_runs_are_taken_up_to_their_last_step_only_when_asked(tmp_path):
