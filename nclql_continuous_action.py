@@ -66,12 +66,12 @@ class Args:
     learning_starts: int = 30_000  # environment steps of uniform random actions before learning starts (authors: 30k)
     learning_rate: float = 1e-4  # the Adam learning rate of the critics
     reward_scale: float = 0.2  # rewards are multiplied by this in the TD target (authors: 0.2)
-    w: float = 0.1  # temperature of pi ∝ exp(Q / w); bigger explores more (authors' 500 is 1/w with --grad-norm)
+    w: float = 0.02  # temperature of pi ∝ exp(Q / w); bigger explores more (authors' 500 is 1/w with --grad-norm)
     num_levels: int = 10  # number L of noise levels (authors: 10)
     sigma_max: float = 0.1  # largest noise level sigma_0 (authors: 0.1)
     sigma_min: float = 0.001  # smallest noise level sigma_{L-1}, the clean critic's (authors: 0.001)
     steps_per_level: int = 2  # Langevin steps T at each noise level (authors: 2)
-    step_size: float = 1e-5  # clean-level Langevin step; level l uses step_size * (sigma_l / sigma_min)^2 (authors: 1e-4)
+    step_size: float = 1e-4  # clean-level Langevin step; level l uses step_size * (sigma_l / sigma_min)^2 (authors: 1e-4)
     grad_norm: bool = False  # if toggled, unit-normalises the action-gradient per chain as the authors do (then w = 1/500)
     num_particles: int = 1  # chains per state; the action is the one with the highest min_i Q_i at the clean level
     # speed (docs/speed.md)

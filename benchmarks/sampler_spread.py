@@ -27,9 +27,9 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_SETTINGS = {  # by algorithm: their step sizes mean different things (a level ladder's base, a constant step)
     "NC-LQL": {
-        "w 0.1, step 1e-5 (the default)": "--w 0.1 --step-size 1e-5",
+        "w 0.1, step 1e-5 (the earlier default)": "--w 0.1 --step-size 1e-5",
         "w 0.1, step 1e-4": "--w 0.1 --step-size 1e-4",
-        "w 0.02, step 1e-4": "--w 0.02 --step-size 1e-4",
+        "w 0.02, step 1e-4 (the default)": "--w 0.02 --step-size 1e-4",
         "the authors' (--grad-norm --w 0.002 --step-size 1e-4)": "--grad-norm --w 0.002 --step-size 1e-4",
     },
     "LQL": {"w 0.1 (the default)": "--w 0.1", "w 0.02": "--w 0.02", "--grad-norm --w 0.002": "--grad-norm --w 0.002"},
