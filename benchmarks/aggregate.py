@@ -47,9 +47,9 @@ table), and writes into DIR:
   the same environments beside ours (see `read_reference`), and `training_curves.png`, the same as curves; then
   also a compact table for the README: the last-10k training return beside the reference's figure for the same env
   steps, their ratio, the final evaluation and env steps/s.
-- in `results.md`, the sampler and the critics over each run's last 10k env steps (`diagnostics_table`): the spread of
-  the sampled actions, the share of clipped coordinates, the action-gradient's norm and the mean Q, from the scripts'
-  `sampler/*` and `losses/qf*_values` logs: whether a setting explores hot or cold.
+- in `results.md`, the sampler and the critics over each run's last 10k env steps (`diagnostics_table`): the std of
+  the sampled actions over states, the share of clipped coordinates, the action-gradient's norm and the mean Q, from
+  the scripts' `sampler/*` and `losses/qf*_values` logs: whether a setting explores hot or cold.
 - `learning_curves.png`: evaluation return against env steps, one panel per environment, the mean over seeds with a
   band of ± one std (seeds interpolated onto the union of their evaluation steps inside their common range).
 """
@@ -72,11 +72,11 @@ TRAIN_TAG = "charts/episodic_return"  # every training episode, at the env step 
 RECENT_STEPS = 10_000  # the training-return column: episodes that ended in a run's last 10k env steps
 TUNED_W_TAG = "losses/w"  # logged by --autotune-w runs only
 # how hot the sampler acts and what the critics believe, over a run's last 10k env steps (the diagnostics table)
-DIAGNOSTICS = {
-    "action std": ("sampler/action_std",),
-    "clipped coords": ("sampler/clip_fraction",),
-    "grad norm": ("sampler/grad_norm",),
-    "mean Q": ("losses/qf1_values", "losses/qf2_values"),
+DIAGNOSTICS = {  # column: (its tags, averaged together; digits shown)
+    "action std": (("sampler/action_std",), 3),
+    "clipped coords": (("sampler/clip_fraction",), 3),
+    "grad norm": (("sampler/grad_norm",), 2),
+    "mean Q": (("losses/qf1_values", "losses/qf2_values"), 1),
 }
 BOOTSTRAP_RESAMPLES = 2000
 COLUMNS = [
@@ -112,8 +112,8 @@ class RunResult:
     wall_time_s: float
     train_steps: np.ndarray  # env steps at which training episodes ended, in order
     train_returns: np.ndarray  # their returns
+    diagnostics: dict[str, float]  # DIAGNOSTICS' means over the last 10k env steps; nan where not logged
     final_w: float = math.nan  # the last tuned w (--autotune-w); nan for a fixed w
-    diagnostics: dict[str, float] | None = None  # DIAGNOSTICS' means over the last 10k env steps; nan where not logged
 
     def train_return(self, start, end) -> float:
         """Mean return of the training episodes that ended in (start, end] env steps; nan when none did."""
@@ -212,15 +212,15 @@ def run_result(run_dir: Path, algo: str, env_id: str, seed: int) -> RunResult | 
         wall_time_s=active_time(event_dir),
         train_steps=train.step.to_numpy(np.int64),
         train_returns=train.value.to_numpy(np.float64),
-        final_w=float(tuned_w.value.iloc[-1]) if len(tuned_w) else math.nan,  # written in step order: the last step's
         diagnostics=recent_diagnostics(scalars),
+        final_w=float(tuned_w.value.iloc[-1]) if len(tuned_w) else math.nan,  # written in step order: the last step's
     )
 
 
 def recent_diagnostics(scalars: pd.DataFrame) -> dict[str, float]:
     """Each DIAGNOSTICS column: the mean of its tags' values logged in the run's last 10k env steps (nan if none)."""
     recent = scalars[scalars.step > scalars.step.max() - RECENT_STEPS]
-    return {name: float(recent[recent.tag.isin(tags)].value.mean()) for name, tags in DIAGNOSTICS.items()}
+    return {name: float(recent[recent.tag.isin(tags)].value.mean()) for name, (tags, _) in DIAGNOSTICS.items()}
 
 
 def find_runs(out: Path, unfinished=False) -> tuple[list[RunResult], list[str]]:
@@ -585,8 +585,9 @@ def diagnostics_table(results: list[RunResult]) -> str:
         values = pd.DataFrame([r.diagnostics for r in longest], columns=list(DIAGNOSTICS))
         if values.isna().all().all():
             continue
-        digits = {"action std": 3, "clipped coords": 3, "grad norm": 2, "mean Q": 1}
-        cells = [_fmt(values[name].mean(), digits[name]) + _pm(values[name].std(), digits[name]) for name in DIAGNOSTICS]
+        cells = [
+            _fmt(values[name].mean(), digits) + _pm(values[name].std(), digits) for name, (_, digits) in DIAGNOSTICS.items()
+        ]
         seeds = f"{len(longest)}" + (f" of {len(group)}" if len(longest) < len(group) else "")
         rows.append(f"| {algo} | {env_id} | {seeds} | " + " | ".join(cells) + " |")
     if not rows:
