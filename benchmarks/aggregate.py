@@ -52,6 +52,9 @@ table), and writes into DIR:
   the scripts' `sampler/*` and `losses/qf*_values` logs: whether a setting explores hot or cold.
 - `learning_curves.png`: evaluation return against env steps, one panel per environment, the mean over seeds with a
   band of ± one std (seeds interpolated onto the union of their evaluation steps inside their common range).
+- `runs.csv`: every run's series behind these (evaluation and training returns, wall time, diagnostics), finished or
+  not. Kept beside the tables, it stands in for run directories deleted since: copied into a later output directory,
+  its runs are aggregated with the new ones there (a run directory replaces the record of the same run).
 """
 
 import argparse
@@ -114,6 +117,7 @@ class RunResult:
     train_returns: np.ndarray  # their returns
     diagnostics: dict[str, float]  # DIAGNOSTICS' means over the last 10k env steps; nan where not logged
     final_w: float = math.nan  # the last tuned w (--autotune-w); nan for a fixed w
+    finished: bool = True  # the run's directory has DONE (it ran to its end)
 
     def train_return(self, start, end) -> float:
         """Mean return of the training episodes that ended in (start, end] env steps; nan when none did."""
@@ -190,7 +194,7 @@ def active_time(event_dir) -> float:
     return total
 
 
-def run_result(run_dir: Path, algo: str, env_id: str, seed: int) -> RunResult | None:
+def run_result(run_dir: Path, algo: str, env_id: str, seed: int, finished: bool) -> RunResult | None:
     """The evaluation curve, step count and wall time of one run directory; None when it logged no evaluation."""
     event_dirs = [d for d in (run_dir / "runs").glob("*") if d.is_dir() and any(d.glob("events.out.tfevents.*"))]
     if not event_dirs:
@@ -214,6 +218,7 @@ def run_result(run_dir: Path, algo: str, env_id: str, seed: int) -> RunResult | 
         train_returns=train.value.to_numpy(np.float64),
         diagnostics=recent_diagnostics(scalars),
         final_w=float(tuned_w.value.iloc[-1]) if len(tuned_w) else math.nan,  # written in step order: the last step's
+        finished=finished,
     )
 
 
@@ -223,27 +228,86 @@ def recent_diagnostics(scalars: pd.DataFrame) -> dict[str, float]:
     return {name: float(recent[recent.tag.isin(tags)].value.mean()) for name, (tags, _) in DIAGNOSTICS.items()}
 
 
-def find_runs(out: Path, unfinished=False) -> tuple[list[RunResult], list[str]]:
-    """Finished runs under out/{algo}/{env}/seed{k}/ (with `unfinished`, also those still running or interrupted, up
-    to their last logged step), and the relative paths of the runs left out or taken unfinished (and why)."""
-    results, left_out = [], []
+def find_runs(out: Path, unfinished=False) -> tuple[list[RunResult], list[str], list[RunResult]]:
+    """The runs to tabulate: the finished runs under out/{algo}/{env}/seed{k}/ and those kept in out/runs.csv (see
+    `write_runs`) without a directory here, a directory replacing its run's record; with `unfinished`, also runs still
+    going or interrupted, up to their last logged step. Also returns the relative paths of the runs left out or taken
+    unfinished (and why), and every run read, finished or not (what runs.csv keeps)."""
+    runs = {(r.algo, r.env_id, r.seed): r for r in read_runs(out / RUNS_CSV)}
+    left_out = {}  # (algo, env, seed): why
     for run_dir in sorted(out.glob("*/*/seed*")):
         algo, env_id, seed_name = run_dir.relative_to(out).parts
         if not (run_dir.is_dir() and seed_name[4:].isdigit()):
             continue
-        name = f"{algo}/{env_id}/{seed_name}"
-        finished = (run_dir / "DONE").exists()
-        if not (finished or unfinished):
-            left_out.append(f"{name} (not finished)")
-            continue
-        result = run_result(run_dir, algo, env_id, int(seed_name[4:]))
-        if result is None:
-            left_out.append(f"{name} ({'finished' if finished else 'unfinished'}, but no {EVAL_TAG} in its logs)")
+        finished, key = (run_dir / "DONE").exists(), (algo, env_id, int(seed_name[4:]))
+        result = run_result(run_dir, *key, finished)
+        if result is not None:
+            runs[key] = result
+        elif finished or unfinished:
+            left_out[key] = f"{'finished' if finished else 'unfinished'}, but no {EVAL_TAG} in its logs"
         else:
+            left_out[key] = "not finished"
+    results = []
+    for key, result in sorted(runs.items()):
+        if result.finished or unfinished:
             results.append(result)
-            if not finished:
-                left_out.append(f"{name} (unfinished: taken up to env step {result.total_steps:,})")
-    return results, left_out
+        if not result.finished:
+            left_out[key] = f"unfinished: taken up to env step {result.total_steps:,}" if unfinished else "not finished"
+    left_out = [f"{algo}/{env_id}/seed{seed} ({why})" for (algo, env_id, seed), why in sorted(left_out.items())]
+    return results, left_out, list(runs.values())
+
+
+RUNS_CSV = "runs.csv"  # every run's series behind the tables, kept beside them: a later session adds seeds to it
+RUN_COLUMNS = ["algorithm", "env", "seed", "finished", "series", "step", "value"]
+
+
+def write_runs(runs: list[RunResult], path: Path) -> None:
+    """One row per logged value the tables use: series `eval` and `train` (evaluation and training returns at their env
+    steps), and at the run's last env step its `wall_time_s`, `final_w` and `diagnostics/{column}`. Run directories are
+    deleted between sessions; this file, next to results.md, lets `find_runs` rebuild the same tables with more seeds."""
+    rows = []
+    for r in runs:
+        run = (r.algo, r.env_id, r.seed, r.finished)
+        rows += [(*run, "eval", step, value) for step, value in zip(r.steps, r.returns, strict=True)]
+        rows += [(*run, "train", step, value) for step, value in zip(r.train_steps, r.train_returns, strict=True)]
+        last = {
+            "wall_time_s": r.wall_time_s,
+            "final_w": r.final_w,
+            **{f"diagnostics/{k}": v for k, v in r.diagnostics.items()},
+        }
+        rows += [(*run, name, r.total_steps, value) for name, value in last.items()]
+    pd.DataFrame(rows, columns=RUN_COLUMNS).to_csv(path, index=False)
+
+
+def read_runs(path: Path) -> list[RunResult]:
+    """The runs `write_runs` kept in path; none when there is no such file."""
+    if not path.exists():
+        return []
+    table = pd.read_csv(path)
+    if list(table.columns) != RUN_COLUMNS:
+        raise SystemExit(f"error: {path} is not a runs file of this aggregator (columns: {', '.join(RUN_COLUMNS)})")
+    runs = []
+    for (algo, env_id, seed, finished), rows in table.groupby(["algorithm", "env", "seed", "finished"]):
+        series = {name: part for name, part in rows.groupby("series")}  # each in the order it was written
+        last = {name: float(part.value.iloc[0]) for name, part in series.items()}  # the one-value series
+        evals, train = series["eval"], series.get("train", rows.iloc[:0])
+        runs.append(
+            RunResult(
+                algo=algo,
+                env_id=env_id,
+                seed=int(seed),
+                steps=evals.step.to_numpy(np.int64),
+                returns=evals.value.to_numpy(np.float64),
+                total_steps=int(series["wall_time_s"].step.iloc[0]),
+                wall_time_s=last["wall_time_s"],
+                train_steps=train.step.to_numpy(np.int64),
+                train_returns=train.value.to_numpy(np.float64),
+                diagnostics={name: last.get(f"diagnostics/{name}", math.nan) for name in DIAGNOSTICS},
+                final_w=last.get("final_w", math.nan),
+                finished=bool(finished),
+            )
+        )
+    return runs
 
 
 _params_cache = {}
@@ -710,7 +774,8 @@ def plot_training_windows(results, width: int, reference: list[dict], path: Path
 
 
 def aggregate(out, select_seeds=None, window=5000, reference=None, unfinished=False) -> list[dict]:
-    """Writes results.csv, results.md, learning_curves.png and training_curves.png into out; returns the table's rows.
+    """Writes results.csv, results.md, learning_curves.png, training_curves.png and runs.csv into out; returns the
+    table's rows.
     results.md also holds the training return per `window` env steps, beside the `reference` CSV's rows when given
     (see read_reference). With `select_seeds`, it also compares tuned and fixed w on held-out seeds (see
     `tuned_against_fixed`)."""
@@ -718,9 +783,11 @@ def aggregate(out, select_seeds=None, window=5000, reference=None, unfinished=Fa
     out = Path(out)
     if not out.is_dir():
         raise SystemExit(f"error: {out} is not a directory")
-    results, left_out = find_runs(out, unfinished)
+    results, left_out, every_run = find_runs(out, unfinished)
     for item in left_out:
         print(f"left out: {item}")
+    if every_run:
+        write_runs(every_run, out / RUNS_CSV)
     if not results:
         print(f"no finished run with an evaluation under {out}: no table written")
         return []
@@ -738,7 +805,10 @@ def aggregate(out, select_seeds=None, window=5000, reference=None, unfinished=Fa
     plot_curves(learning_curves(results), out / "learning_curves.png")
     plot_training_windows(results, window, reference, out / "training_curves.png")
     print(table)
-    print(f"wrote {out / 'results.csv'}, {out / 'results.md'}, {out / 'learning_curves.png'}, {out / 'training_curves.png'}")
+    written = ", ".join(
+        str(out / name) for name in ("results.csv", "results.md", "learning_curves.png", "training_curves.png")
+    )
+    print(f"wrote {written}, {out / RUNS_CSV}")
     return rows
 
 

@@ -230,6 +230,7 @@ def test_sampler_and_critic_diagnostics_are_means_over_each_runs_last_10k_steps_
     section = lines[lines.index("## Sampler and critics, last 10k steps") :]
     assert not any(line.startswith("| lql |") for line in section)  # a run without these logs: no row
     shutil.rmtree(tmp_path / "nclql")
+    (tmp_path / "runs.csv").unlink()  # its record of the nclql runs would stand in for their deleted directories
     aggregate.aggregate(tmp_path)
     assert "## Sampler and critics, last 10k steps" not in (tmp_path / "results.md").read_text()
 
@@ -255,6 +256,43 @@ def test_unfinished_runs_are_taken_up_to_their_last_step_only_when_asked(tmp_pat
         "- Left out or unfinished: lql/Hopper-v4/seed2 (unfinished: taken up to env step 3,000)."
         in (tmp_path / "results.md").read_text().splitlines()
     )
+
+
+def test_runs_csv_rebuilds_the_same_tables_after_the_run_directories_are_gone_and_takes_new_seeds_beside_them(tmp_path):
+    """runs.csv keeps every run's series: copied into an empty directory it gives the same tables; new run directories
+    add seeds, and a directory replaces the record of its own run."""
+    first, later = tmp_path / "first", tmp_path / "later"
+    for seed, tuned in ((1, [(3000, 0.05)]), (2, [])):
+        run_dir = write_run(first, "nclql", "Hopper-v4", seed, [(2500, 5.0 * seed), (5000, 50.0 * seed)], 10.0, tuned_w=tuned)
+        with SummaryWriter(str(next((run_dir / "runs").iterdir()))) as writer:
+            writer.add_scalar("charts/episodic_return", 30.0 + seed, 4000)
+            writer.add_scalar("sampler/action_std", 0.25 * seed, 4500)
+            writer.add_scalar("losses/qf1_values", 7.0, 4500)
+    write_run(first, "nclql", "Hopper-v4", 3, [(2500, 1000.0)], 10.0, done=False, total_steps=3000)
+    aggregate.aggregate(first, unfinished=True)
+    tables = {name: (first / name).read_text() for name in ("results.md", "results.csv")}
+    later.mkdir()
+    shutil.copy(first / "runs.csv", later / "runs.csv")
+    kept, left_out, every_run = aggregate.find_runs(later, unfinished=True)
+    for mine, theirs in zip(kept, aggregate.find_runs(first, unfinished=True)[0], strict=True):
+        for field in ("steps", "returns", "train_steps", "train_returns"):
+            assert getattr(mine, field).tolist() == getattr(theirs, field).tolist()
+        assert (mine.total_steps, mine.wall_time_s, mine.finished) == (theirs.total_steps, theirs.wall_time_s, theirs.finished)
+        assert str(mine.diagnostics) == str(theirs.diagnostics) and str(mine.final_w) == str(theirs.final_w)  # nan alike
+    assert left_out == ["nclql/Hopper-v4/seed3 (unfinished: taken up to env step 3,000)"] and len(every_run) == 3
+    aggregate.aggregate(later, unfinished=True)
+    assert {name: (later / name).read_text() for name in tables} == tables
+    (row,) = aggregate.aggregate(later)  # the kept unfinished run stays out unless asked for
+    assert row["seeds"] == 2 and row["final_return_mean"] == pytest.approx(75.0)
+    # seed 4 is new; seed 2 ran again: its directory replaces its record (final 50 x 2 -> 300)
+    write_run(later, "nclql", "Hopper-v4", 4, [(2500, 1.0), (5000, 400.0)], 10.0)
+    write_run(later, "nclql", "Hopper-v4", 2, [(2500, 1.0), (5000, 300.0)], 10.0)
+    (row,) = aggregate.aggregate(later)
+    assert row["seeds"] == 3 and row["final_return_mean"] == pytest.approx((50.0 + 300.0 + 400.0) / 3)
+    assert len(aggregate.read_runs(later / "runs.csv")) == 4  # the unfinished seed 3 is still kept
+    (later / "runs.csv").write_text("algorithm,env\nnclql,Hopper-v4\n")
+    with pytest.raises(SystemExit, match="^error: .*runs.csv is not a runs file of this aggregator"):
+        aggregate.main([str(later)])
 
 
 @pytest.mark.parametrize("script", ["lql", "nclql"])
