@@ -11,7 +11,8 @@ sizes. Columns, means over `--states` replayed states with `--chains` chains eac
 - clipped: the share of action coordinates on the box's faces;
 - Q of the actions: the critics' mean at the clean level, against the mean and the best of 4096 uniform actions.
 For a run with one environment it also compares Q at the buffer's recent (s, a) with their discounted returns (over-
-or under-estimation).
+or under-estimation), and Q 1, 5, 20 and 50 steps before a termination with the reward left until it (does the
+critic see a fall coming?).
 """
 
 import argparse
@@ -79,11 +80,10 @@ def spread(module, qf, args, obs, n_chains):
     return per_state.std(1).mean().item(), (actions.abs() >= 1).float().mean().item(), q.mean().item()
 
 
-def q_against_returns(module, qf, args, buffer, last):
-    """(mean Q, mean discounted return, their correlation) over the buffer's last `last` transitions of finished
-    episodes: Q_clean(s, a) against reward_scale * sum_k gamma^k r_{t+k} to the episode's end, the Monte Carlo value of
-    the actions taken (by the policies of those steps). Episodes are cut where a transition's s' is not the next one's s
-    (one environment: the buffer is in time order until it wraps)."""
+def discounted_returns(args, buffer):
+    """Per transition of a one-environment buffer: reward_scale * sum_k gamma^k r_{t+k} to its episode's end, whether the
+    episode ends there (cut where a transition's s' is not the next one's s: the buffer is in time order until it
+    wraps), and whether the return is complete (transitions after the buffer's last episode end are not)."""
     size = buffer["size"]
     obs, next_obs, rewards = buffer["obs"][:size], buffer["next_obs"][:size], buffer["rewards"][:size].double()
     ends = torch.ones(size, dtype=torch.bool)
@@ -95,12 +95,41 @@ def q_against_returns(module, qf, args, buffer, last):
     finished = torch.zeros(size, dtype=torch.bool)
     last_end = int(torch.nonzero(ends[:-1]).max()) if ends[:-1].any() else -1
     finished[: last_end + 1] = True  # transitions after the last episode end have no full return yet
-    index = torch.nonzero(finished).squeeze(1)[-last:]
+    return returns, ends, finished
+
+
+def clean_q(module, qf, args, obs, actions):
+    """The critics' mean Q at the clean level (NC-LQL) or Q (LQL)."""
     with torch.no_grad():
         clean = (torch.full((1,), args.num_levels - 1),) if hasattr(module, "noise_levels") else ()
-        q = qf(obs[index], buffer["actions"][:size][index], *clean).mean(0).double()
-    g = returns[index]
+        return qf(obs, actions, *clean).mean(0).double()
+
+
+def q_against_returns(module, qf, args, buffer, last):
+    """(mean Q, mean discounted return, their correlation, count) over the buffer's last `last` transitions of finished
+    episodes: Q_clean(s, a) against their discounted returns (`discounted_returns`), the Monte Carlo value of the
+    actions taken (by the policies of those steps)."""
+    returns, _, finished = discounted_returns(args, buffer)
+    index = torch.nonzero(finished).squeeze(1)[-last:]
+    q, g = clean_q(module, qf, args, buffer["obs"][index], buffer["actions"][index]), returns[index]
     return q.mean().item(), g.mean().item(), torch.corrcoef(torch.stack([q, g]))[0, 1].item(), len(index)
+
+
+def q_before_falls(module, qf, args, buffer, last, steps=(1, 5, 20, 50)):
+    """{k: (mean Q, mean discounted return, count)} at the transitions k steps before an episode's termination (k = 1:
+    the terminating transition), over the terminations in the buffer's last `last` transitions whose episode was that
+    long: does the critic see a fall coming? The return there is what is left of the reward until the fall."""
+    returns, ends, _ = discounted_returns(args, buffer)
+    size = buffer["size"]
+    falls = torch.nonzero(buffer["terminations"][:size].bool()).squeeze(1)
+    falls = falls[falls >= size - last]
+    table = {}
+    for k in steps:
+        index = torch.tensor([t - k + 1 for t in falls.tolist() if t - k + 1 >= 0 and not ends[t - k + 1 : t].any()])
+        if len(index):
+            q = clean_q(module, qf, args, buffer["obs"][index], buffer["actions"][index])
+            table[k] = (q.mean().item(), returns[index].mean().item(), len(index))
+    return table
 
 
 def main(argv=None):
@@ -111,6 +140,7 @@ def main(argv=None):
     parser.add_argument("--chains", type=int, default=256, help="chains per state (default: 256)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--last", type=int, default=5000, help="transitions for Q against returns (one env only)")
+    parser.add_argument("--last-falls", type=int, default=20_000, help="transitions for Q before terminations (one env)")
     options = parser.parse_args(argv)
     if options.states < 1 or options.chains < 2:
         raise SystemExit("error: --states must be >= 1 and --chains >= 2")
@@ -144,6 +174,13 @@ def main(argv=None):
             f"Q against discounted returns (reward_scale * sum gamma^k r) over the last {n:,} transitions of finished "
             f"episodes in the buffer: Q {q:.3f}, return {g:.3f} (Q - return {q - g:+.3f}), correlation {r:.2f}.\n"
         )
+        falls = q_before_falls(module, qf, args, buffer, options.last_falls)
+        if falls:
+            print(f"Q before a termination (a fall) in the last {options.last_falls:,} transitions, against the discounted")
+            print("reward left until it:\n\n| steps before the termination | Q | return | terminations |\n|-|-|-|-|")
+            for k, (q, g, n) in falls.items():
+                print(f"| {k} | {q:.3f} | {g:.3f} | {n} |")
+            print()
     print("| sampler | action std per state | clipped | Q of the actions |")
     print("|-|-|-|-|")
     defaults = DEFAULT_SETTINGS[checkpoint["algorithm"]]

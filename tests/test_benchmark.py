@@ -334,6 +334,27 @@ def test_q_against_discounted_returns_cuts_episodes_where_s_prime_is_not_the_nex
     assert correlation == pytest.approx(1.0)
 
 
+def test_q_before_a_termination_is_taken_k_steps_back_inside_the_same_episode():
+    import types
+
+    import sampler_spread
+
+    # episodes: t = 0..3 terminates at 3; t = 4..5 is truncated (s' of 5 is not s of 6); t = 6..7 terminates at 7
+    obs = torch.arange(8.0)[:, None]
+    next_obs = torch.tensor([[1.0], [2.0], [3.0], [50.0], [5.0], [60.0], [7.0], [70.0]])
+    terminations = torch.tensor([0.0, 0, 0, 1, 0, 0, 0, 1])
+    buffer = {"size": 8, "obs": obs, "next_obs": next_obs, "actions": torch.zeros(8, 1), "rewards": torch.ones(8)}
+    buffer["terminations"] = terminations
+    args = types.SimpleNamespace(reward_scale=1.0, gamma=0.5)
+    critic = lambda o, a: torch.stack([o[:, 0], o[:, 0] + 2])  # mean over the two critics: t + 1
+    table = sampler_spread.q_before_falls(types.SimpleNamespace(), critic, args, buffer, last=8, steps=(1, 2, 4))
+    # k = 1: t = 3 and 7 (return 1 each); k = 2: t = 2 and 6 (1.5 each); k = 4: only t = 0 (episode 2 is 2 steps long)
+    assert table[1] == pytest.approx((np.mean([4.0, 8.0]), 1.0, 2))
+    assert table[2] == pytest.approx((np.mean([3.0, 7.0]), 1.5, 2))
+    assert table[4] == pytest.approx((1.0, 1.875, 1))
+    assert 3 not in sampler_spread.q_before_falls(types.SimpleNamespace(), critic, args, buffer, last=1, steps=(3,))
+
+
 def test_curves_of_seeds_with_different_evaluation_steps_are_interpolated_inside_their_common_range(tmp_path):
     write_run(tmp_path, "lql", "Hopper-v4", 1, [(1000, 0.0), (3000, 20.0)], wall_time=10.0)
     write_run(tmp_path, "lql", "Hopper-v4", 2, [(2000, 10.0), (4000, 30.0)], wall_time=10.0)
