@@ -283,8 +283,11 @@ def read_runs(path: Path) -> list[RunResult]:
     """The runs `write_runs` kept in path; none when there is no such file."""
     if not path.exists():
         return []
-    table = pd.read_csv(path)
-    if list(table.columns) != RUN_COLUMNS:
+    try:
+        table = pd.read_csv(path)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError):
+        table = pd.DataFrame()
+    if list(table.columns) != RUN_COLUMNS or not {"eval", "wall_time_s"} <= set(table.series):
         raise SystemExit(f"error: {path} is not a runs file of this aggregator (columns: {', '.join(RUN_COLUMNS)})")
     runs = []
     for (algo, env_id, seed, finished), rows in table.groupby(["algorithm", "env", "seed", "finished"]):

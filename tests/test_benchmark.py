@@ -290,9 +290,10 @@ def test_runs_csv_rebuilds_the_same_tables_after_the_run_directories_are_gone_an
     (row,) = aggregate.aggregate(later)
     assert row["seeds"] == 3 and row["final_return_mean"] == pytest.approx((50.0 + 300.0 + 400.0) / 3)
     assert len(aggregate.read_runs(later / "runs.csv")) == 4  # the unfinished seed 3 is still kept
-    (later / "runs.csv").write_text("algorithm,env\nnclql,Hopper-v4\n")
-    with pytest.raises(SystemExit, match="^error: .*runs.csv is not a runs file of this aggregator"):
-        aggregate.main([str(later)])
+    for text in ("algorithm,env\nnclql,Hopper-v4\n", "", ",".join(aggregate.RUN_COLUMNS) + "\n"):
+        (later / "runs.csv").write_text(text)
+        with pytest.raises(SystemExit, match="^error: .*runs.csv is not a runs file of this aggregator"):
+            aggregate.main([str(later)])
 
 
 @pytest.mark.parametrize("script", ["lql", "nclql"])
