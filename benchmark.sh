@@ -13,6 +13,7 @@
 #   ./benchmark.sh aggregate DIR --reference CSV [--unfinished]             ... training returns beside CSV's (CleanRL SAC)
 #   ./benchmark.sh spread CHECKPOINT [--setting NAME=ARGS ...]              the sampler's per-state spread on a trained
 #                                                                           critic, under other settings too
+#   ./benchmark.sh spread CHECKPOINT CHECKPOINT ...                         Q against returns over one run's copies
 set -euo pipefail
 cd "$(dirname "$0")"
 usage() { sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$(basename "$0")"; }  # the comment header above: one text, no copy

@@ -2,6 +2,7 @@
 and the critic's value of them against uniform actions, for the run's own sampler settings and others.
 
     ./benchmark.sh spread runs/{run}/checkpoint.pt [--setting 'NAME=ARGS' ...] [--states 16] [--chains 256]
+    ./benchmark.sh spread CHECKPOINT CHECKPOINT ...   # one run's copies over training: its estimation only
 
 A checkpoint of either script (with its replay buffer: the states come from it). Each setting is script arguments on
 top of the run's own (e.g. `--setting 'cold=--w 0.02 --step-size 1e-4'`); without any, a few temperatures and step
@@ -12,7 +13,8 @@ sizes. Columns, means over `--states` replayed states with `--chains` chains eac
 - Q of the actions: the critics' mean at the clean level, against the mean and the best of 4096 uniform actions.
 For a run with one environment it also compares Q at the buffer's recent (s, a) with their discounted returns (over-
 or under-estimation), and Q 1, 5, 20 and 50 steps before a termination with the reward left until it (does the
-critic see a fall coming?).
+critic see a fall coming?). Given several checkpoints of one-environment runs (copies kept during training), it prints
+only those two, one row per checkpoint in env-step order: when over-estimation starts.
 """
 
 import argparse
@@ -132,9 +134,30 @@ def q_before_falls(module, qf, args, buffer, last, steps=(1, 5, 20, 50)):
     return table
 
 
+def estimation_over_training(paths, options, fall_steps=20):
+    """One row per checkpoint, in env-step order: Q against discounted returns and Q `fall_steps` before a fall."""
+    rows = []
+    for path in paths:
+        module, args, qf, checkpoint, _ = load(path)
+        if checkpoint["args"]["num_envs"] != 1:
+            raise SystemExit(f"error: {path} is a run with {checkpoint['args']['num_envs']} envs; its buffer interleaves them")
+        q, g, r, _ = q_against_returns(module, qf, args, checkpoint["buffer"], options.last)
+        fall = q_before_falls(module, qf, args, checkpoint["buffer"], options.last_falls, (fall_steps,)).get(fall_steps)
+        before = f"{fall[0]:.2f} | {fall[1]:.2f}" if fall else "- | -"
+        rows.append((checkpoint["global_step"], f"| {args.env_id} | {q:.2f} | {g:.2f} | {q - g:+.2f} | {r:.2f} | {before} |"))
+    print(f"# Q against discounted returns over training: {checkpoint['algorithm']} ({checkpoint['args']['exp_name']})\n")
+    print(f"Over the last {options.last:,} transitions of finished episodes in each checkpoint's buffer, and at the")
+    print(f"terminations in its last {options.last_falls:,}, {fall_steps} steps before them (the reward left there).\n")
+    print(f"| env step | env | Q | return | Q - return | correlation | Q, {fall_steps} steps before a fall | reward left |")
+    print("|-|-|-|-|-|-|-|-|")
+    for step, row in sorted(rows, key=lambda row: row[0]):
+        print(f"| {step:,} {row}")
+    return 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("checkpoint")
+    parser.add_argument("checkpoint", nargs="+", help="one checkpoint, or several of one run over training")
     parser.add_argument("--setting", action="append", default=[], metavar="NAME=ARGS", help="sampler settings to compare")
     parser.add_argument("--states", type=int, default=16, help="replayed states (default: 16)")
     parser.add_argument("--chains", type=int, default=256, help="chains per state (default: 256)")
@@ -151,7 +174,9 @@ def main(argv=None):
             raise SystemExit(f"error: --setting must be NAME=ARGS, got {spec!r}")
         named[name] = text
     torch.set_num_threads(1)
-    module, args, qf, checkpoint, settings = load(options.checkpoint)
+    if len(options.checkpoint) > 1:
+        return estimation_over_training(options.checkpoint, options)
+    module, args, qf, checkpoint, settings = load(options.checkpoint[0])
     torch.manual_seed(options.seed)
     buffer = checkpoint["buffer"]
     obs = buffer["obs"][torch.randint(0, buffer["size"], (options.states,))]
@@ -161,7 +186,7 @@ def main(argv=None):
         states = obs.repeat_interleave(4096, 0)
         clean = (torch.full((1,), args.num_levels - 1),) if hasattr(module, "noise_levels") else ()
         q_uniform = qf(states, uniform, *clean).mean(0).view(options.states, 4096)
-    print(f"# Sampler spread: {options.checkpoint}\n")
+    print(f"# Sampler spread: {options.checkpoint[0]}\n")
     print(
         f"{checkpoint['algorithm']} on {args.env_id} at env step {checkpoint['global_step']:,}; "
         f"{options.states} replayed states, "

@@ -318,6 +318,27 @@ def test_sampler_spread_compares_settings_on_a_trained_critic(tmp_path, monkeypa
         sampler_spread.main([checkpoint, "--setting", "--w 1"])
 
 
+def test_spread_over_training_prints_one_estimation_row_per_checkpoint_in_env_step_order(tmp_path, monkeypatch, capsys):
+    import sampler_spread
+
+    nclql = __import__("nclql_continuous_action")
+    monkeypatch.chdir(tmp_path)
+    checkpoints = {}
+    for steps in (90, 60):  # two one-env runs, given out of order
+        _, run_dir = nclql.train(tiny_run_args(nclql, num_envs=1, total_timesteps=steps, checkpoint_frequency=30, seed=steps))
+        checkpoints[steps] = f"{run_dir}/checkpoint.pt"
+    assert sampler_spread.main([*checkpoints.values(), "--last", "20", "--last-falls", "90"]) == 0
+    rows = [line.split(" | ") for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "-|" not in line]
+    assert [row[0] for row in rows] == ["| env step", "| 60", "| 90"]
+    for steps, row in zip((60, 90), rows[1:], strict=True):
+        module, args, qf, checkpoint, _ = sampler_spread.load(checkpoints[steps])
+        q, g, r, _ = sampler_spread.q_against_returns(module, qf, args, checkpoint["buffer"], 20)
+        assert [float(x) for x in row[2:6]] == pytest.approx([q, g, q - g, r], abs=0.006)
+    _, run_dir = nclql.train(tiny_run_args(nclql, checkpoint_frequency=60))  # two envs: the buffer interleaves them
+    with pytest.raises(SystemExit, match="^error: .* is a run with 2 envs"):
+        sampler_spread.main([f"{run_dir}/checkpoint.pt", f"{run_dir}/checkpoint.pt"])
+
+
 def test_q_against_discounted_returns_cuts_episodes_where_s_prime_is_not_the_next_s():
     import types
 
