@@ -74,7 +74,6 @@ class Args:
     step_size: float = 1e-4  # clean-level Langevin step; level l uses step_size * (sigma_l / sigma_min)^2 (authors: 1e-4)
     grad_norm: bool = False  # if toggled, unit-normalises the action-gradient per chain as the authors do (then w = 1/500)
     num_particles: int = 1  # chains per state; the action is the one with the highest min_i Q_i at the clean level
-    pessimistic_sampler: bool = False  # if toggled, chains climb min_i Q_i, not the mean (beyond the paper; docs/nclql.md)
     # speed (docs/speed.md)
     compile: bool = False  # if toggled, compiles the update and the acting sampler with torch.compile (same numbers)
     cudagraphs: bool = False  # if toggled (with --cuda), replays the update and the acting sampler from CUDA graphs
@@ -308,9 +307,9 @@ class CriticEnsemble(nn.Module):
         return self.out(h).squeeze(-1)
 
     @torch.no_grad()
-    def mean_action_gradient(self, features, actions, pessimistic=False):
-        """grad_a of the critics' mean Q (`pessimistic`: of the lowest critic's, per chain), backpropagated by hand: no
-        autograd graph and no parameter gradients, about 2x faster than autograd (the sampler's hot path)."""
+    def mean_action_gradient(self, features, actions):
+        """grad_a of the critics' mean Q, backpropagated by hand: no autograd graph and no parameter gradients, about 2x
+        faster than autograd (the sampler's hot path)."""
         h, slope = mish_and_derivative(features + self.action_in(actions))
         slopes = [slope]
         for layer in self.hidden:
@@ -319,11 +318,7 @@ class CriticEnsemble(nn.Module):
         grad = self.out.weight.transpose(1, 2) * slopes[-1]  # dQ_i/dh_last: (E, N, hidden)
         for layer, slope in zip(reversed(self.hidden), reversed(slopes[:-1]), strict=True):
             grad = torch.bmm(grad, layer.weight.transpose(1, 2)) * slope
-        grad = torch.matmul(grad, self.action_in.weight.transpose(1, 2))  # (E, N, act_dim)
-        if not pessimistic:
-            return grad.mean(0)
-        lowest = self.out(h).squeeze(-1).argmin(0)  # (N,): the critic each chain climbs
-        return grad.gather(0, lowest.view(1, -1, 1).expand(1, -1, grad.shape[-1]))[0]
+        return torch.matmul(grad, self.action_in.weight.transpose(1, 2)).mean(0)
 
     def forward(self, obs, actions, levels):
         return self.q_from_features(self.state_features(obs) + self.level_features(levels), actions)
@@ -355,10 +350,9 @@ def annealed_langevin_sample(q_fn, actions, w, sigmas, steps_per_level, step_siz
     return a
 
 
-def mean_critic(qf, obs, pessimistic=False):
-    """The sampler's q_fn and grad_fn: (a, level) -> the critics' mean Q (the mean keeps w the true temperature;
-    `pessimistic`: their min, as SAC's actor climbs) and its action-gradient; the state and level features are computed
-    once per call and level."""
+def mean_critic(qf, obs):
+    """The sampler's q_fn and grad_fn: (a, level) -> the critics' mean Q (the mean keeps w the true temperature) and
+    its action-gradient; the state and level features are computed once per call and level."""
     state_features = qf.state_features(obs)
     level_features = {}
 
@@ -369,20 +363,18 @@ def mean_critic(qf, obs, pessimistic=False):
                 level_features[level] = state_features + qf.level_features(level_tensor)
         return level_features[level]
 
-    reduce = (lambda q: q.min(0).values) if pessimistic else (lambda q: q.mean(0))
-    q_fn = lambda actions, level: reduce(qf.q_from_features(features(level), actions))
-    grad_fn = lambda actions, level: qf.mean_action_gradient(features(level), actions, pessimistic)
+    q_fn = lambda actions, level: qf.q_from_features(features(level), actions).mean(0)
+    grad_fn = lambda actions, level: qf.mean_action_gradient(features(level), actions)
     return q_fn, grad_fn
 
 
 def sample_actions(qf, obs, sigmas, args, w=None):
-    """One action per state: `num_particles` annealed chains from Uniform[-1, 1]^d on the online critics' mean (their
-    min with --pessimistic-sampler); with several, the one with the highest min_i Q_i at the clean level is kept, as in
-    the authors' code. w=None: args.w."""
+    """One action per state: `num_particles` annealed chains from Uniform[-1, 1]^d on the online critics' mean; with
+    several, the one with the highest min_i Q_i at the clean level is kept, as in the authors' code. w=None: args.w."""
     n_states, n_particles = obs.shape[0], args.num_particles
     obs_per_chain = obs.repeat_interleave(n_particles, 0) if n_particles > 1 else obs
     start = torch.rand(n_states * n_particles, qf.action_in.weight.shape[1], device=obs.device) * 2 - 1
-    q_fn, grad_fn = mean_critic(qf, obs_per_chain, args.pessimistic_sampler)
+    q_fn, grad_fn = mean_critic(qf, obs_per_chain)
     chains = annealed_langevin_sample(
         q_fn, start, args.w if w is None else w, sigmas, args.steps_per_level, args.step_size, args.grad_norm, grad_fn
     )
