@@ -466,11 +466,18 @@ def test_sac_budget_preset_is_sacs_protocol_for_both_scripts(tmp_path):
     for job in jobs:  # one env, one update per env step, 5k random warm-up, evaluation every 5k
         flags = dict(zip(job.command[2:], job.command[3:], strict=False))  # each flag -> the token after it
         assert (flags["--num-envs"], flags["--learning-starts"], flags["--eval-frequency"]) == ("1", "5000", "5000")
-        assert (flags["--learning-rate"], flags["--w"]) == ("1e-3", "0.02")  # SAC's critic lr, the colder sampler
+        walker_nclql = (job.algo, job.env_id) == ("nclql", "Walker2d-v4")  # a slower critic there: it over-estimates
+        assert job.command.count("--learning-rate") == 1  # the per-env rate replaces the per-algorithm one
+        assert flags["--learning-rate"] == ("3e-4" if walker_nclql else "1e-3")  # else SAC's critic lr
+        assert flags["--w"] == "0.02"  # the colder sampler
         if job.algo == "nclql":  # NC-LQL's default step, given so that a changed default does not change the preset
             assert flags["--step-size"] == "1e-4"
         else:  # LQL keeps its own step
             assert "--step-size" not in flags
+    walker = next(j for j in jobs if (j.algo, j.env_id) == ("nclql", "Walker2d-v4"))
+    *_, overridden, _, _ = learning.plan(["--preset", "sac-budget", "--out", str(tmp_path), "--", "--learning-rate", "5e-4"])
+    assert all(j.command.count("--learning-rate") == 1 and "5e-4" in j.command for j in overridden)  # -- args win
+    assert walker.command[walker.command.index("--learning-rate") + 1] == "3e-4"
 
 
 def test_variants_run_each_algorithm_once_per_setting_in_their_own_directories(tmp_path):
