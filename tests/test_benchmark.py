@@ -474,10 +474,8 @@ def test_sac_budget_preset_is_sacs_protocol_for_both_scripts(tmp_path):
             assert flags["--step-size"] == "1e-4"
         else:  # LQL keeps its own step
             assert "--step-size" not in flags
-    walker = next(j for j in jobs if (j.algo, j.env_id) == ("nclql", "Walker2d-v4"))
     *_, overridden, _, _ = learning.plan(["--preset", "sac-budget", "--out", str(tmp_path), "--", "--learning-rate", "5e-4"])
     assert all(j.command.count("--learning-rate") == 1 and "5e-4" in j.command for j in overridden)  # -- args win
-    assert walker.command[walker.command.index("--learning-rate") + 1] == "3e-4"
 
 
 def test_variants_run_each_algorithm_once_per_setting_in_their_own_directories(tmp_path):
