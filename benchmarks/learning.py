@@ -23,8 +23,8 @@ Presets (updates = env steps after --learning-starts, divided by --num-envs; one
 - quick: InvertedPendulum-v4 (20,000 env steps) and Hopper-v4 (40,000; also the budget of any other env given with
   --envs), seeds 1-3, both algorithms, the authors' --num-envs 5 (one update per 5 env steps), --learning-starts 2500
   --eval-frequency 2500 --eval-episodes 5 --compile, 2 workers: 12 runs, 3,500 and 7,500 updates each, 33,000 updates
-  per worker. One run does about 13 updates/s while another shares this 2-core VM, so the preset takes about 50 min
-  (47 min measured: docs/benchmarking.md). --num-envs 1 (one update per env step) would cost 5x more per env step.
+  per worker. One run does about 14 updates/s while another shares this 2-core VM, so the preset takes about 45 min
+  (43 min measured: docs/benchmarking.md). --num-envs 1 (one update per env step) would cost 5x more per env step.
 - sac-budget: CleanRL SAC's protocol at a small budget, Hopper-v4, Walker2d-v4, HalfCheetah-v4, 50,000 env steps,
   seeds 1-3, both algorithms, --num-envs 1 (one update per env step) --learning-starts 5000 --eval-frequency 5000
   --eval-episodes 10 --checkpoint-frequency 5000 --compile, SAC's critic learning rate and a colder sampler: for
@@ -446,7 +446,7 @@ def parse(argv):
         "--preset",
         default="quick",
         choices=sorted(PRESETS),
-        help="quick (~50 min, 2 cores), sac-budget (~10 h, 2 cores) or paper (GPUs, days)",
+        help="quick (~45 min, 2 cores), sac-budget (~10 h, 2 cores) or paper (GPUs, days)",
     )
     p.add_argument("--algos", default=",".join(SCRIPTS), help="comma-separated, from: " + ", ".join(SCRIPTS))
     p.add_argument("--envs", help="comma-separated env ids (default: the preset's)")
