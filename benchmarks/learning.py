@@ -128,7 +128,7 @@ PRESETS = {
             "lql": ("--learning-rate", "1e-3", "--w", "0.02"),
             "nclql": ("--learning-rate", "1e-3", "--w", "0.02", "--step-size", "1e-4"),
         },
-        # Walker2d-v4's critic over-estimates at 1e-3; at 3e-4 NC-LQL passes SAC there (3 seeds), where Hopper-v4 loses
+        # Walker2d-v4's critic over-estimates at 1e-3; at 3e-4 NC-LQL passes SAC there (5 seeds), where Hopper-v4 loses
         # half its return (docs/nclql.md#small-budgets-against-sac)
         env_args={("nclql", "Walker2d-v4"): ("--learning-rate", "3e-4")},
     ),
