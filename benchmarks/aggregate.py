@@ -610,9 +610,8 @@ def headline_table(rows: list[dict], reference: list[dict]) -> str:
         theirs, ratio = "", ""
         if same_steps:
             ref = same_steps[0]
-            theirs = (
-                f"{_fmt(ref['training_return'])} ({ref['algorithm']}, {ref['seeds']} seed{'s' if ref['seeds'] > 1 else ''})"
-            )
+            seeds = f"{ref['seeds']} seed{'s' if ref['seeds'] > 1 else ''}"
+            theirs = f"{_fmt(ref['training_return'])}{_pm(ref['training_return_std'])} ({ref['algorithm']}, {seeds})"
             ratio = f"{row['train_return_recent'] / ref['training_return']:.2f}x" if ref["training_return"] else ""
         final = _fmt(row["final_return_mean"]) + _pm(row["final_return_std"])
         lines.append(
@@ -681,7 +680,7 @@ def diagnostics_table(results: list[RunResult]) -> str:
 def read_reference(path) -> list[dict]:
     """Training returns measured elsewhere (e.g. CleanRL's SAC) to show beside ours: a CSV with the columns algorithm,
     env, seeds, steps_from, steps_to, training_return (mean training episodic return of the episodes that ended in
-    (steps_from, steps_to] env steps) and source."""
+    (steps_from, steps_to] env steps, mean over seeds) and source; optionally training_return_std (over seeds)."""
     needed = {"algorithm", "env", "seeds", "steps_from", "steps_to", "training_return", "source"}
     try:
         table = pd.read_csv(path)
@@ -689,7 +688,10 @@ def read_reference(path) -> list[dict]:
         table = pd.DataFrame()
     if table.empty or not needed <= set(table.columns):
         raise SystemExit(f"error: {path} needs the CSV columns {', '.join(sorted(needed))}")
-    return table.astype({"seeds": int, "steps_from": int, "steps_to": int, "training_return": float}).to_dict("records")
+    if "training_return_std" not in table.columns:
+        table["training_return_std"] = math.nan
+    types = {"seeds": int, "steps_from": int, "steps_to": int, "training_return": float, "training_return_std": float}
+    return table.astype(types).to_dict("records")
 
 
 def training_windows(results: list[RunResult], width: int) -> dict[tuple[str, str], tuple[np.ndarray, ...]]:
@@ -744,9 +746,10 @@ def windows_table(results: list[RunResult], width: int, reference: list[dict]) -
             lines.append(f"| {algo} | {env} | {row['seeds']} | " + " | ".join(cells) + f" | {last} |")
         for name in sorted({r["algorithm"] for r in reference if r["env"] == env_id}):
             mine = {(r["steps_from"], r["steps_to"]): r for r in reference if (r["algorithm"], r["env"]) == (name, env_id)}
-            cells = [_fmt(mine[(e - width, e)]["training_return"]) if (e - width, e) in mine else "" for e in ends]
+            figure = lambda r: _fmt(r["training_return"]) + _pm(r["training_return_std"])
+            cells = [figure(mine[(e - width, e)]) if (e - width, e) in mine else "" for e in ends]
             last = [r for (start, end), r in mine.items() if end - start == RECENT_STEPS and end == max(e for _, e in mine)]
-            last = f"{_fmt(last[0]['training_return'])} ({span(last[0]['steps_from'], last[0]['steps_to'])})" if last else ""
+            last = f"{figure(last[0])} ({span(last[0]['steps_from'], last[0]['steps_to'])})" if last else ""
             seeds = next(iter(mine.values()))["seeds"]
             lines.append(f"| {name} (reference) | {env_id} | {seeds} | " + " | ".join(cells) + f" | {last} |")
     lines += [

@@ -198,6 +198,16 @@ def test_training_return_per_window_and_over_the_last_10k_steps_beside_a_referen
     headline = "| nclql | Hopper-v4 | 3 | 250.0 ± 70.7 (2 of 3 seeds) | 555.0 (sac, 1 seed) | 0.45x | 2.0 ± 0.0 | "
     assert any(line.startswith(headline) for line in lines)
     assert (tmp_path / "training_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # a reference over several seeds: its std beside its mean, in the README's table and per window
+    reference.write_text(
+        "algorithm,env,seeds,steps_from,steps_to,training_return,training_return_std,source\n"
+        "sac,Hopper-v4,3,5000,10000,77,7.5,measured elsewhere\nsac,Hopper-v4,3,10000,20000,555,50,measured elsewhere\n"
+    )
+    aggregate.aggregate(tmp_path, window=5000, reference=reference, unfinished=True)
+    lines = (tmp_path / "results.md").read_text().splitlines()
+    assert "| sac (reference) | Hopper-v4 | 3 |  | 77.0 ± 7.5 |  |  | 555.0 ± 50.0 (10-20k) |" in lines
+    headline = "| nclql | Hopper-v4 | 3 | 250.0 ± 70.7 (2 of 3 seeds) | 555.0 ± 50.0 (sac, 3 seeds) | 0.45x | 2.0 ± 0.0 | "
+    assert any(line.startswith(headline) for line in lines)
     (tmp_path / "bad.csv").write_text("algorithm,env\nsac,Hopper-v4\n")
     with pytest.raises(SystemExit, match="^error: .*bad.csv needs the CSV columns"):
         aggregate.main([str(tmp_path), "--reference", str(tmp_path / "bad.csv")])

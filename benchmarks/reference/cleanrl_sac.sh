@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# CleanRL's SAC, its own script unmodified, for the sac-budget table's reference rows (docs/benchmarking.md):
+#   benchmarks/reference/cleanrl_sac.sh setup DIR          a venv in DIR/venv: cleanrl 1.2.0's sac_continuous_action.py
+#                                                          (the last release on PyPI) with the gym of its era
+#   benchmarks/reference/cleanrl_sac.sh run DIR ENV SEED   one run at its defaults, 50k env steps, CPU, one thread:
+#                                                          DIR/ENV/seedSEED/ (an interrupted run starts again)
+#   benchmarks/reference/cleanrl_sac.sh table DIR          the reference CSV on stdout: per env and 5k window, the mean
+#                                                          training return over the finished seeds (and its std)
+# The script was written for gym 0.23, which has no Hopper-v4; gym 0.24.1 has the v4 envs but returns a vector env's
+# infos as one dict and checks observation dtypes. The shim below (DIR/venv's sitecustomize.py) restores the 0.23
+# behaviour the script expects; the algorithm and its settings are CleanRL's as released.
+set -euo pipefail
+mode=${1:-}
+dir=${2:-}
+if [[ -z "$dir" || ! "$mode" =~ ^(setup|run|table)$ ]]; then
+  echo "error: give a mode (setup, run or table) and a DIR" >&2
+  sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0" | head -7 >&2
+  exit 2
+fi
+dir=$(realpath -m "$dir")
+venv=$dir/venv
+script=$venv/cleanrl/sac_continuous_action.py
+case "$mode" in
+  setup)
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q torch==2.13.0 numpy==1.23.5 mujoco==2.3.3 gym==0.24.1 pandas==2.0.3 matplotlib==3.7.5 \
+      tensorboard cloudpickle psutil imageio "importlib-metadata~=4.13"
+    # cleanrl 1.2.0 asks for Python < 3.11 and stable-baselines3 1.6.2 for gym 0.21: both without their dependencies
+    "$venv/bin/pip" install -q --no-deps stable-baselines3==1.6.2
+    "$venv/bin/pip" download -q --no-deps --python-version 3.10 --only-binary=:all: cleanrl==1.2.0 -d "$venv/wheel"
+    "$venv/bin/python" -m zipfile -e "$venv"/wheel/cleanrl-1.2.0-*.whl "$venv"
+    cat > "$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/sitecustomize.py" <<'EOF'
+"""gym 0.24.1 made to behave as gym 0.23, for CleanRL 1.2.0's unmodified sac_continuous_action.py."""
+
+import functools
+
+import gym
+
+# the script sets the observation space's dtype to float32 after making the env; gym 0.24's checker then rejects
+# the env's float64 observations (gym 0.23 had no checker)
+gym.make = functools.partial(gym.make, disable_env_checker=True)
+
+
+def _per_env(infos, i):
+    """Env i's info dict out of gym 0.24's dict of arrays with "_key" masks (nested dicts too)."""
+    return {
+        key: _per_env(value, i) if isinstance(value, dict) else value[i]
+        for key, value in infos.items()
+        if not key.startswith("_") and infos.get("_" + key, [True] * (i + 1))[i]
+    }
+
+
+class _ListInfos(gym.Wrapper):
+    """gym 0.23's vector infos: a list of per-env dicts, which the script reads."""
+
+    def step(self, actions):
+        obs, rewards, dones, infos = self.env.step(actions)
+        return obs, rewards, dones, [_per_env(infos, i) for i in range(self.env.num_envs)]
+
+
+_SyncVectorEnv = gym.vector.SyncVectorEnv
+gym.vector.SyncVectorEnv = lambda env_fns, **kwargs: _ListInfos(_SyncVectorEnv(env_fns, **kwargs))
+EOF
+    echo "ready: $script"
+    ;;
+  run)
+    env_id=${3:?env id}
+    seed=${4:?seed}
+    [[ -f "$script" ]] || { echo "error: no $script: run '$0 setup $dir' first" >&2; exit 2; }
+    run_dir=$dir/$env_id/seed$seed
+    rm -rf "$run_dir" && mkdir -p "$run_dir" && cd "$run_dir"
+    OMP_NUM_THREADS=1 "$venv/bin/python" "$script" --env-id "$env_id" --seed "$seed" \
+      --total-timesteps 50000 --cuda False > log.txt 2>&1
+    touch DONE
+    ;;
+  table)
+    "$venv/bin/python" - "$dir" <<'EOF'
+import csv
+import glob
+import statistics
+import sys
+from pathlib import Path
+
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+root = Path(sys.argv[1])
+windows = [(start, start + 5000) for start in range(5000, 50000, 5000)] + [(40000, 50000)]  # then the last 10k
+writer = csv.writer(sys.stdout, lineterminator="\n")
+writer.writerow(["algorithm", "env", "seeds", "steps_from", "steps_to", "training_return", "training_return_std", "source"])
+for env_dir in sorted(p for p in root.iterdir() if p.name != "venv" and p.is_dir()):
+    runs = sorted((p for p in env_dir.glob("seed*") if (p / "DONE").exists()), key=lambda p: int(p.name[4:]))
+    per_seed = []  # each finished seed's mean training return per window
+    for run_dir in runs:
+        events = EventAccumulator(glob.glob(str(run_dir / "runs" / "*"))[0], size_guidance={"scalars": 0})
+        events.Reload()
+        # CleanRL counts steps from 0: the episode logged at global_step ended at env step global_step + 1
+        ends = [(e.step + 1, e.value) for e in events.Scalars("charts/episodic_return")]
+        per_seed.append([statistics.mean(r for s, r in ends if a < s <= b) for a, b in windows])
+    last_10k = ", ".join(f"{p.name[4:]}: {seed[-1]:.0f}" for p, seed in zip(runs, per_seed))
+    source = (
+        "CleanRL's sac_continuous_action.py as released in cleanrl 1.2.0, unmodified, its defaults (5k random warm-up, "
+        "critic lr 1e-3, one update per env step), on CPU, run by benchmarks/reference/cleanrl_sac.sh; mean training "
+        f"episodic return per window, mean and sample std over seeds (per seed over 40-50k: {last_10k})"
+    )
+    for k, (start, end) in enumerate(windows):
+        values = [seed[k] for seed in per_seed]
+        std = round(statistics.stdev(values), 1) if len(values) > 1 else ""
+        writer.writerow(["cleanrl-sac", env_dir.name, len(values), start, end, round(statistics.mean(values), 1), std, source])
+EOF
+    ;;
+esac
