@@ -719,6 +719,7 @@ def windows_table(results: list[RunResult], width: int, reference: list[dict]) -
     ends = np.arange(width, (longest + 1) * width, width)
     span = lambda start, end: f"{round(start / 1000, 1):g}-{round(end / 1000, 1):g}k"
     label = lambda end: span(end - width, end)
+    figure = lambda r: _fmt(r["training_return"]) + _pm(r["training_return_std"])  # a reference row's mean ± std
     lines = [
         "",
         f"## Training return per {width:,} env steps",
@@ -746,7 +747,6 @@ def windows_table(results: list[RunResult], width: int, reference: list[dict]) -
             lines.append(f"| {algo} | {env} | {row['seeds']} | " + " | ".join(cells) + f" | {last} |")
         for name in sorted({r["algorithm"] for r in reference if r["env"] == env_id}):
             mine = {(r["steps_from"], r["steps_to"]): r for r in reference if (r["algorithm"], r["env"]) == (name, env_id)}
-            figure = lambda r: _fmt(r["training_return"]) + _pm(r["training_return_std"])
             cells = [figure(mine[(e - width, e)]) if (e - width, e) in mine else "" for e in ends]
             last = [r for (start, end), r in mine.items() if end - start == RECENT_STEPS and end == max(e for _, e in mine)]
             last = f"{figure(last[0])} ({span(last[0]['steps_from'], last[0]['steps_to'])})" if last else ""
