@@ -47,6 +47,7 @@ table), and writes into DIR:
   the same environments beside ours (see `read_reference`), and `training_curves.png`, the same as curves; then
   also a compact table for the README: the last-10k training return beside the reference's figure for the same env
   steps, their ratio, the final evaluation and env steps/s.
+- in `results.md`, each seed's last-10k training return and final evaluation (`seeds_table`).
 - in `results.md`, the sampler and the critics over each run's last 10k env steps (`diagnostics_table`): the std of
   the sampled actions over states, the share of clipped coordinates, the action-gradient's norm and the mean Q, from
   the scripts' `sampler/*` and `losses/qf*_values` logs: whether a setting explores hot or cold.
@@ -677,6 +678,29 @@ def diagnostics_table(results: list[RunResult]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def seeds_table(results: list[RunResult]) -> str:
+    """Each seed's last-10k training return and final evaluation: the numbers behind the means, to cite seed by seed."""
+    rows = []
+    for env_id, algo in sorted({(r.env_id, r.algo) for r in results}):
+        group = sorted((r for r in results if (r.algo, r.env_id) == (algo, env_id)), key=lambda r: r.seed)
+        end = max(r.total_steps for r in group)  # an unfinished seed's last 10k are other env steps: "-"
+        recent = [_fmt(r.train_return(end - RECENT_STEPS, end)) if r.total_steps == end else "-" for r in group]
+        recent = ", ".join(f"{r.seed}: {value}" for r, value in zip(group, recent, strict=True))
+        final = ", ".join(f"{r.seed}: {_fmt(r.final_return)}" for r in group)
+        rows.append(f"| {algo} | {env_id} | {recent} | {final} |")
+    lines = [
+        "",
+        "## Each seed",
+        "",
+        "| algorithm | env | training return, last 10k steps (seed: return) | final eval return (seed: return) |",
+        "|-|-|-|-|",
+        *rows,
+        "",
+        "- The per-seed values behind the first table's means; -: a seed that stopped before the others' last 10k.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def read_reference(path) -> list[dict]:
     """Training returns measured elsewhere (e.g. CleanRL's SAC) to show beside ours: a CSV with the columns algorithm,
     env, seeds, steps_from, steps_to, training_return (mean training episodic return of the episodes that ended in
@@ -803,6 +827,7 @@ def aggregate(out, select_seeds=None, window=5000, reference=None, unfinished=Fa
     table.to_csv(out / "results.csv", index=False, lineterminator="\r\n")
     table = markdown_table(rows, left_out) + (headline_table(rows, reference) if reference else "")
     table += windows_table(results, window, reference)
+    table += seeds_table(results)
     table += diagnostics_table(results)
     table += comparison_table(tuned_against_fixed(results))
     if select_seeds is not None:

@@ -154,7 +154,7 @@ def test_learning_curves_are_the_mean_and_std_over_seeds_and_the_png_is_written(
 
 def test_training_return_per_window_and_over_the_last_10k_steps_beside_a_reference(tmp_path):
     """Training episodes with known returns and end steps: the last-10k column, the per-window table (mean ± std over
-    seeds), the reference rows of the same environment beside them, and the training-return plot."""
+    seeds), each seed's values, the reference rows of the same environment beside them, and the training-return plot."""
     for seed, offset in ((1, 0.0), (2, 100.0)):
         run_dir = write_run(
             tmp_path, "nclql", "Hopper-v4", seed, [(5000, 1.0), (20_000, 2.0)], wall_time=10.0, total_steps=20_000
@@ -186,6 +186,7 @@ def test_training_return_per_window_and_over_the_last_10k_steps_beside_a_referen
     # the README's table: the last 10k beside the reference's figure for the same steps, their ratio; final eval 2 ± 0
     headline = "| nclql | Hopper-v4 | 2 | 250.0 ± 70.7 | 555.0 (sac, 1 seed) | 0.45x | 2.0 ± 0.0 | "  # then steps/s
     assert any(line.startswith(headline) for line in lines)
+    assert "| nclql | Hopper-v4 | 1: 200.0, 2: 300.0 | 1: 2.0, 2: 2.0 |" in lines  # each seed behind the means
     # an unfinished third seed (to 15k) counts in the windows it reached, not in the last 10k of the others
     run_dir = write_run(tmp_path, "nclql", "Hopper-v4", 3, [(5000, 1.0), (15_000, 2.0)], 10.0, done=False, total_steps=15_000)
     writer = SummaryWriter(str(next((run_dir / "runs").iterdir())))
@@ -197,6 +198,7 @@ def test_training_return_per_window_and_over_the_last_10k_steps_beside_a_referen
     lines = (tmp_path / "results.md").read_text().splitlines()
     headline = "| nclql | Hopper-v4 | 3 | 250.0 ± 70.7 (2 of 3 seeds) | 555.0 (sac, 1 seed) | 0.45x | 2.0 ± 0.0 | "
     assert any(line.startswith(headline) for line in lines)
+    assert "| nclql | Hopper-v4 | 1: 200.0, 2: 300.0, 3: - | 1: 2.0, 2: 2.0, 3: 2.0 |" in lines
     assert (tmp_path / "training_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # a reference over several seeds: its std beside its mean, in the README's table and per window
     reference.write_text(
