@@ -478,9 +478,10 @@ def test_sac_budget_preset_is_sacs_protocol_for_both_scripts(tmp_path):
     for job in jobs:  # one env, one update per env step, 5k random warm-up, evaluation every 5k
         flags = dict(zip(job.command[2:], job.command[3:], strict=False))  # each flag -> the token after it
         assert (flags["--num-envs"], flags["--learning-starts"], flags["--eval-frequency"]) == ("1", "5000", "5000")
-        walker_nclql = (job.algo, job.env_id) == ("nclql", "Walker2d-v4")  # a slower critic there: it over-estimates
+        # NC-LQL's per-env rates: a slower critic on Walker2d-v4 (it over-estimates), a faster one on Hopper-v4
+        per_env = {("nclql", "Walker2d-v4"): "3e-4", ("nclql", "Hopper-v4"): "2e-3"}
         assert job.command.count("--learning-rate") == 1  # the per-env rate replaces the per-algorithm one
-        assert flags["--learning-rate"] == ("3e-4" if walker_nclql else "1e-3")  # else SAC's critic lr
+        assert flags["--learning-rate"] == per_env.get((job.algo, job.env_id), "1e-3")  # else SAC's critic lr
         assert flags["--w"] == "0.02"  # the colder sampler
         if job.algo == "nclql":  # NC-LQL's default step, given so that a changed default does not change the preset
             assert flags["--step-size"] == "1e-4"
