@@ -28,12 +28,11 @@ Presets (updates = env steps after --learning-starts, divided by --num-envs; one
 - sac-budget: CleanRL SAC's protocol at a small budget, Hopper-v4, Walker2d-v4, HalfCheetah-v4, 50,000 env steps,
   seeds 1-3, both algorithms, --num-envs 1 (one update per env step) --learning-starts 5000 --eval-frequency 5000
   --eval-episodes 10 --checkpoint-frequency 5000 --compile, SAC's critic learning rate and a colder sampler: for
-  NC-LQL --learning-rate 1e-3 --w 0.02 --step-size 1e-4 (its default sampler; chosen on Hopper-v4: docs/nclql.md),
-  on Walker2d-v4 with --learning-rate 3e-4 (its critic over-estimates at 1e-3) and on Hopper-v4 2e-3, for LQL
-  --learning-rate 1e-3 --w 0.02, 2 workers: 18 runs of 45,000 updates, 55-70 min each at the 12-15 env steps/s measured on the 2-vCPU VM with two
-  runs sharing it.
-  Aggregate it beside CleanRL SAC's figures:
-  `./benchmark.sh aggregate DIR --reference benchmarks/reference/cleanrl_sac.csv`.
+  NC-LQL --learning-rate 1e-3 --w 0.02 --step-size 1e-4 (its default sampler; chosen on Hopper-v4: docs/nclql.md), on
+  Walker2d-v4 with --learning-rate 3e-4 (its critic over-estimates at 1e-3) and on Hopper-v4 2e-3, for LQL
+  --learning-rate 1e-3 --w 0.02, 2 workers: 18 runs of 45,000 updates, 55-70 min each at the 12-15 env steps/s
+  measured on the 2-vCPU VM with two runs sharing it. Aggregate it beside CleanRL SAC's figures: `./benchmark.sh
+  aggregate DIR --reference benchmarks/reference/cleanrl_sac.csv`.
 - paper: the authors' protocol, HalfCheetah, Ant, Hopper, Humanoid, Walker2d, Swimmer (-v4), seeds 1-5, 5,000,000
   env steps, the scripts' defaults (the authors': --num-envs 5, 30k learning starts, evaluation of 20 episodes every
   125k steps) plus --compile, and for NC-LQL the authors' sampler, --grad-norm --w 0.002 --step-size 1e-4 (their
