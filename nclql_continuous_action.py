@@ -539,6 +539,7 @@ def train(args: Args):
     check_args(args)
     if args.threads:
         torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(True)  # a trained critic's saturated mish makes denormal floats, 2x slower on CPU: docs/speed.md
     if args.eval_checkpoint:
         return evaluate_checkpoint(args)
     device = torch.device("cuda" if args.cuda else "cpu")

@@ -2,6 +2,7 @@
 SAC-style update timed in the same process as a yardstick. Machines here are noisy: read the ratios.
 
     python benchmarks/speed.py --env-id Hopper-v4 [--compile] [--threads 2] [--cuda [--cudagraphs]]
+    python benchmarks/speed.py --checkpoint runs/{run}/checkpoint.pt [--keep-denormals]  # a trained critic
 """
 
 import copy
@@ -49,6 +50,11 @@ class Args:
     the compiled ones too); needs --cuda"""
     repeats: int = 20
     """timed repetitions of each part (after warm-up)"""
+    checkpoint: str | None = None
+    """time NC-LQL on this NC-LQL checkpoint's critics, optimiser state, settings and replay batch (a trained critic)
+    instead of fresh ones; its environment replaces --env-id"""
+    keep_denormals: bool = False
+    """compute with denormal floats, where the scripts flush them to zero (docs/speed.md#denormal-floats)"""
 
 
 def timed(functions, repeats, synchronize=lambda: None):
@@ -113,6 +119,44 @@ class SacYardstick:
         self.actor_opt.step()
 
 
+def critics_and_batch(args: Args, device):
+    """(env_id, NC-LQL Args, critics, target critics, Adam, replay batch): fresh critics and a random batch, or with
+    --checkpoint the checkpoint's settings, critics, optimiser state and a batch of its replay buffer."""
+    checkpoint = nclql.load_checkpoint(args.checkpoint, None, device) if args.checkpoint else None
+    if checkpoint is not None and checkpoint["buffer"] is None:
+        raise SystemExit(f"error: {args.checkpoint} holds no replay buffer (written with --no-checkpoint-buffer)")
+    env_id = checkpoint["args"]["env_id"] if checkpoint else args.env_id
+    if env_id not in ENV_DIMS:
+        raise SystemExit(f"error: --env-id {env_id} has no known sizes here; one of: {', '.join(ENV_DIMS)}")
+    obs_dim, act_dim = ENV_DIMS[env_id]
+    torch.manual_seed(0)
+    saved_args = {k: v for k, v in checkpoint["args"].items() if k in nclql.Args.__dataclass_fields__} if checkpoint else {}
+    nc_args = nclql.Args(**saved_args)
+    qf, qf_target = nclql.CriticEnsemble(obs_dim, act_dim).to(device), nclql.CriticEnsemble(obs_dim, act_dim).to(device)
+    qf_target.requires_grad_(False)
+    optimizer = torch.optim.Adam(qf.parameters(), lr=nc_args.learning_rate)
+    n = args.batch_size
+    if checkpoint is None:
+        obs, next_obs = torch.randn(n, obs_dim), torch.randn(n, obs_dim)
+        return (
+            env_id,
+            nc_args,
+            qf,
+            qf_target,
+            optimizer,
+            tuple(t.to(device) for t in (obs, torch.rand(n, act_dim) * 2 - 1, torch.randn(n), next_obs, torch.zeros(n))),
+        )
+    qf.load_state_dict(checkpoint["qf"])
+    qf_target.load_state_dict(checkpoint["qf_target"])
+    for group in checkpoint["optimizer"]["param_groups"]:  # Adam's plain mode; the graphed timings build their own
+        group["capturable"] = False
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    buffer = checkpoint["buffer"]
+    rows = torch.randint(0, buffer["size"], (n,))
+    batch = tuple(buffer[f][rows].to(device) for f in ("obs", "actions", "rewards", "next_obs", "terminations"))
+    return env_id, nc_args, qf, qf_target, optimizer, batch
+
+
 def main(args: Args):
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -121,19 +165,11 @@ def main(args: Args):
         raise SystemExit("error: --cuda was given but torch sees no CUDA device")
     if args.cudagraphs and not args.cuda:
         raise SystemExit("error: --cudagraphs needs --cuda (CUDA graphs run on a GPU only)")
-    if args.env_id not in ENV_DIMS:
-        raise SystemExit(f"error: --env-id {args.env_id} has no known sizes here; one of: {', '.join(ENV_DIMS)}")
+    torch.set_flush_denormal(not args.keep_denormals)  # the scripts flush them
     device = torch.device("cuda" if args.cuda else "cpu")
-    obs_dim, act_dim = ENV_DIMS[args.env_id]
-    torch.manual_seed(0)
-    nc_args = nclql.Args()
+    env_id, nc_args, qf, qf_target, optimizer, batch = critics_and_batch(args, device)
+    obs_dim, act_dim, n = batch[0].shape[1], batch[1].shape[1], args.batch_size
     sigmas = nclql.noise_levels(nc_args.sigma_max, nc_args.sigma_min, nc_args.num_levels)  # on the host, as in the script
-    qf, qf_target = nclql.CriticEnsemble(obs_dim, act_dim).to(device), nclql.CriticEnsemble(obs_dim, act_dim).to(device)
-    qf_target.requires_grad_(False)
-    optimizer = torch.optim.Adam(qf.parameters(), lr=nc_args.learning_rate)
-    n = args.batch_size
-    batch = (torch.randn(n, obs_dim), torch.rand(n, act_dim) * 2 - 1, torch.randn(n), torch.randn(n, obs_dim), torch.zeros(n))
-    batch = tuple(t.to(device) for t in batch)
     obs, actions, rewards, next_obs, terminations = batch
     clean = torch.full((1,), nc_args.num_levels - 1, device=device)
     evaluations = nc_args.num_levels * nc_args.steps_per_level
@@ -198,7 +234,7 @@ def main(args: Args):
             training_pass()
 
     eager_update = lambda: nclql.update_critics(qf, qf_target, optimizer, batch, sigmas, nc_args)
-    obs_acting = torch.randn(args.num_envs, obs_dim, device=device)
+    obs_acting = batch[0][: args.num_envs] if args.checkpoint else torch.randn(args.num_envs, obs_dim, device=device)
 
     sac = SacYardstick(obs_dim, act_dim, n, device)
     lql_args = lql.Args()
@@ -247,7 +283,9 @@ def main(args: Args):
     autograd_eval, handwritten_eval, lql_sampler = ms["autograd eval"], ms["hand-written eval"], ms["LQL sampler"]
 
     on = torch.cuda.get_device_name() if args.cuda else f"CPU, {torch.get_num_threads()} threads"
-    print(f"# {args.env_id}, batch {n}, {on}, torch {torch.__version__}")
+    critics = f"the trained critics of {args.checkpoint}" if args.checkpoint else "fresh critics"
+    denormals = "denormal floats kept" if args.keep_denormals else "denormal floats flushed to zero"
+    print(f"# {env_id}, batch {n}, {on}, torch {torch.__version__}, {critics}, {denormals}")
     print("| part (eager) | ms | share of the eager iteration |\n|-|-|-|")
     for name, part_ms in parts.items():
         share = "acting" if name == "acting sampler" else f"{part_ms / iterations['eager']:.0%}"

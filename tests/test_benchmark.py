@@ -541,6 +541,36 @@ def test_benchmark_sh_refuses_bad_input_without_a_traceback(tmp_path):
         assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1, proc.stderr
 
 
+def test_speed_benchmark_times_a_trained_critic_from_its_checkpoint(tmp_path, monkeypatch, capsys):
+    import speed
+
+    nclql = __import__("nclql_continuous_action")
+    monkeypatch.chdir(tmp_path)
+    _, run_dir = nclql.train(tiny_run_args(nclql, checkpoint_frequency=60))
+    checkpoint = torch.load(f"{run_dir}/checkpoint.pt", weights_only=False)
+    args = speed.Args(checkpoint=f"{run_dir}/checkpoint.pt", batch_size=8, num_envs=2, repeats=1, keep_denormals=True)
+    env_id, nc_args, qf, qf_target, optimizer, batch = speed.critics_and_batch(args, torch.device("cpu"))
+    assert env_id == "InvertedPendulum-v4" and (nc_args.num_levels, nc_args.steps_per_level) == (3, 1)
+    for net, saved in ((qf, checkpoint["qf"]), (qf_target, checkpoint["qf_target"])):
+        assert all(torch.equal(value, net.state_dict()[key]) for key, value in saved.items())
+    assert optimizer.state_dict()["state"][0]["step"] == checkpoint["optimizer"]["state"][0]["step"] > 0
+    buffer = checkpoint["buffer"]
+    obs, actions = batch[0], batch[1]
+    assert obs.shape == (8, 4) and all((buffer["obs"] == row).all(1).any() for row in obs)  # rows of its replay buffer
+    assert all((buffer["actions"] == row).all(1).any() for row in actions)
+    capsys.readouterr()  # the training run's output
+    speed.main(args)
+    header = capsys.readouterr().out.splitlines()[0]
+    assert header.startswith("# InvertedPendulum-v4, batch 8, CPU") and header.endswith(
+        f"the trained critics of {run_dir}/checkpoint.pt, denormal floats kept"
+    )
+    torch.set_flush_denormal(False)
+    checkpoint["buffer"] = None
+    torch.save(checkpoint, tmp_path / "no_buffer.pt")
+    with pytest.raises(SystemExit, match="^error: .*no_buffer.pt holds no replay buffer"):
+        speed.critics_and_batch(speed.Args(checkpoint=str(tmp_path / "no_buffer.pt")), torch.device("cpu"))
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
