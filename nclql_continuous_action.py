@@ -539,7 +539,7 @@ def train(args: Args):
     check_args(args)
     if args.threads:
         torch.set_num_threads(args.threads)
-    torch.set_flush_denormal(True)  # a trained critic's saturated mish makes denormal floats, 2x slower on CPU: docs/speed.md
+    torch.set_flush_denormal(True)  # a saturated mish makes denormal floats, slow on x86 CPUs: docs/speed.md#denormal-floats
     if args.eval_checkpoint:
         return evaluate_checkpoint(args)
     device = torch.device("cuda" if args.cuda else "cpu")
