@@ -137,24 +137,18 @@ def critics_and_batch(args: Args, device):
     optimizer = torch.optim.Adam(qf.parameters(), lr=nc_args.learning_rate)
     n = args.batch_size
     if checkpoint is None:
-        obs, next_obs = torch.randn(n, obs_dim), torch.randn(n, obs_dim)
-        return (
-            env_id,
-            nc_args,
-            qf,
-            qf_target,
-            optimizer,
-            tuple(t.to(device) for t in (obs, torch.rand(n, act_dim) * 2 - 1, torch.randn(n), next_obs, torch.zeros(n))),
-        )
-    qf.load_state_dict(checkpoint["qf"])
-    qf_target.load_state_dict(checkpoint["qf_target"])
-    for group in checkpoint["optimizer"]["param_groups"]:  # Adam's plain mode; the graphed timings build their own
-        group["capturable"] = False
-    optimizer.load_state_dict(checkpoint["optimizer"])
-    buffer = checkpoint["buffer"]
-    rows = torch.randint(0, buffer["size"], (n,))
-    batch = tuple(buffer[f][rows].to(device) for f in ("obs", "actions", "rewards", "next_obs", "terminations"))
-    return env_id, nc_args, qf, qf_target, optimizer, batch
+        obs, actions = torch.randn(n, obs_dim), torch.rand(n, act_dim) * 2 - 1
+        batch = (obs, actions, torch.randn(n), torch.randn(n, obs_dim), torch.zeros(n))
+    else:
+        qf.load_state_dict(checkpoint["qf"])
+        qf_target.load_state_dict(checkpoint["qf_target"])
+        for group in checkpoint["optimizer"]["param_groups"]:  # Adam's plain mode; the graphed timings build their own
+            group["capturable"] = False
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        buffer = checkpoint["buffer"]
+        rows = torch.randint(0, buffer["size"], (n,))
+        batch = tuple(buffer[f][rows] for f in ("obs", "actions", "rewards", "next_obs", "terminations"))
+    return env_id, nc_args, qf, qf_target, optimizer, tuple(t.to(device) for t in batch)
 
 
 def main(args: Args):
