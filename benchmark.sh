@@ -2,7 +2,8 @@
 # Benchmarks (never tests): measured numbers for the README.
 #   ./benchmark.sh speed  [--env-id Hopper-v4] [--compile] [--threads N]   one iteration split into parts, the compute
 #                         [--cuda [--cudagraphs]]                           floor and a SAC update as yardstick (--cuda:
-#                                                                           on the GPU, each timing waits for it)
+#                         [--checkpoint CK [--keep-denormals]]              on the GPU, each timing waits for it; CK: a
+#                                                                           trained NC-LQL critic's checkpoint)
 #   ./benchmark.sh bandit [args of benchmarks/bandit_2d.py]                 the paper's 2-D multimodal bandit (PNG + table)
 #   ./benchmark.sh learn  [--preset quick|sac-budget|paper] [--envs ..]     learning curves of both scripts over envs and
 #                         [--seeds ..] [--workers N] [--slurm] [-- args]    seeds, then the table and plot (see
