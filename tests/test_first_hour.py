@@ -96,6 +96,19 @@ def test_threads_sets_torchs_cpu_thread_count(in_tmp_dir, module):
 
 
 @MODULES
+def test_training_computes_with_denormal_floats_flushed_to_zero(in_tmp_dir, module):
+    # a trained critic's saturated mish yields denormal floats, which x86 computes about 2x slower (docs/speed.md)
+    if not torch.set_flush_denormal(False):
+        pytest.skip("this CPU cannot flush denormal floats")
+    assert torch.tensor([1e-40]).item() > 0  # a float32 denormal, kept by default
+    try:
+        module.train(tiny_run_args(module))
+        assert torch.tensor([1e-40]).item() == 0
+    finally:
+        torch.set_flush_denormal(False)
+
+
+@MODULES
 def test_mujoco_renderer_this_machine_lacks_is_refused_with_one_line(in_tmp_dir, module):
     env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
     result = subprocess.run(
