@@ -23,9 +23,10 @@ table), and writes into DIR:
     1 each side); 95% CI by the percentile bootstrap over seeds, scipy.stats.bootstrap(method="percentile"): 2000
     resamples with replacement, RNG np.random.default_rng(0); one seed gives the degenerate interval [x, x];
   - env steps/s: a run's last logged env step divided by its wall time (end to end: acting, updates, evaluations,
-    compilation), median over seeds; wall time: from the run's first to its last logged scalar (event wall-times;
+    compilation), median over the seeds that ran on the CPU, and apart, median over those that ran on a GPU (their
+    command, in log.txt, has --cuda); wall time: from the run's first to its last logged scalar (event wall-times;
     interpreter start-up and environment construction, seconds, are not in it; for a resumed run, summed over its
-    sessions, so the pause between an interruption and the resume is not in it), median over seeds;
+    sessions, so the pause between an interruption and the resume is not in it), median over the CPU seeds;
   - final w: the last `losses/w` of an `--autotune-w` run (the tuned temperature), mean over seeds; empty for a fixed
     `--w` (the Markdown table shows the column only when some row tuned w);
   - critic params: parameters of the online critic ensemble (both critics), without the target copies and the
@@ -61,6 +62,7 @@ table), and writes into DIR:
 import argparse
 import importlib
 import math
+import shlex
 import sys
 import warnings
 from dataclasses import dataclass
@@ -100,6 +102,8 @@ COLUMNS = [
     "iqm_ci_high",
     "final_w",
     "env_steps_per_s",
+    "gpu_env_steps_per_s",
+    "gpu_seeds",
     "wall_time_s",
     "critic_params",
 ]
@@ -119,6 +123,7 @@ class RunResult:
     diagnostics: dict[str, float]  # DIAGNOSTICS' means over the last 10k env steps; nan where not logged
     final_w: float = math.nan  # the last tuned w (--autotune-w); nan for a fixed w
     finished: bool = True  # the run's directory has DONE (it ran to its end)
+    on_gpu: bool = False  # it ran with --cuda: its speed is summarised apart from the CPU runs'
 
     def train_return(self, start, end) -> float:
         """Mean return of the training episodes that ended in (start, end] env steps; nan when none did."""
@@ -195,6 +200,13 @@ def active_time(event_dir) -> float:
     return total
 
 
+def ran_on_gpu(run_dir: Path) -> bool:
+    """Whether a command the runner logged for this run (its `$ ...` lines in log.txt) has --cuda."""
+    log = run_dir / "log.txt"
+    lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+    return any("--cuda" in shlex.split(line[2:]) for line in lines if line.startswith("$ "))
+
+
 def run_result(run_dir: Path, algo: str, env_id: str, seed: int, finished: bool) -> RunResult | None:
     """The evaluation curve, step count and wall time of one run directory; None when it logged no evaluation."""
     event_dirs = [d for d in (run_dir / "runs").glob("*") if d.is_dir() and any(d.glob("events.out.tfevents.*"))]
@@ -220,6 +232,7 @@ def run_result(run_dir: Path, algo: str, env_id: str, seed: int, finished: bool)
         diagnostics=recent_diagnostics(scalars),
         final_w=float(tuned_w.value.iloc[-1]) if len(tuned_w) else math.nan,  # written in step order: the last step's
         finished=finished,
+        on_gpu=ran_on_gpu(run_dir),
     )
 
 
@@ -264,8 +277,9 @@ RUN_COLUMNS = ["algorithm", "env", "seed", "finished", "series", "step", "value"
 
 def write_runs(runs: list[RunResult], path: Path) -> None:
     """One row per logged value the tables use: series `eval` and `train` (evaluation and training returns at their env
-    steps), and at the run's last env step its `wall_time_s`, `final_w` and `diagnostics/{column}`. Run directories are
-    deleted between sessions; this file, next to results.md, lets `find_runs` rebuild the same tables with more seeds."""
+    steps), and at the run's last env step its `wall_time_s`, `on_gpu`, `final_w` and `diagnostics/{column}`. Run
+    directories are deleted between sessions; this file, next to results.md, lets `find_runs` rebuild the same tables
+    with more seeds."""
     rows = []
     for r in runs:
         run = (r.algo, r.env_id, r.seed, r.finished)
@@ -273,6 +287,7 @@ def write_runs(runs: list[RunResult], path: Path) -> None:
         rows += [(*run, "train", step, value) for step, value in zip(r.train_steps, r.train_returns, strict=True)]
         last = {
             "wall_time_s": r.wall_time_s,
+            "on_gpu": float(r.on_gpu),
             "final_w": r.final_w,
             **{f"diagnostics/{k}": v for k, v in r.diagnostics.items()},
         }
@@ -309,6 +324,7 @@ def read_runs(path: Path) -> list[RunResult]:
                 diagnostics={name: last.get(f"diagnostics/{name}", math.nan) for name in DIAGNOSTICS},
                 final_w=last.get("final_w", math.nan),
                 finished=bool(finished),
+                on_gpu=bool(last.get("on_gpu", 0.0)),  # written since GPU runs were added; every earlier one ran on a CPU
             )
         )
     return runs
@@ -352,8 +368,10 @@ def summarize(results: list[RunResult]) -> list[dict]:
             "recent": r.train_return(r.total_steps - RECENT_STEPS, r.total_steps),
             "final": r.final_return,
             "final_w": r.final_w,
-            "steps_per_s": r.total_steps / max(r.wall_time_s, 1e-9),
-            "wall": r.wall_time_s,
+            # speed is the hardware's: CPU and GPU runs apart
+            "cpu_steps_per_s": math.nan if r.on_gpu else r.total_steps / max(r.wall_time_s, 1e-9),
+            "gpu_steps_per_s": r.total_steps / max(r.wall_time_s, 1e-9) if r.on_gpu else math.nan,
+            "cpu_wall": math.nan if r.on_gpu else r.wall_time_s,
         }
         for r in results
     )
@@ -373,8 +391,10 @@ def summarize(results: list[RunResult]) -> list[dict]:
         final_return_std=("final", "std"),  # ddof 1: nan with one seed
         iqm=("final", iqm),
         final_w=("final_w", mean),
-        env_steps_per_s=("steps_per_s", "median"),
-        wall_time_s=("wall", "median"),
+        env_steps_per_s=("cpu_steps_per_s", "median"),  # medians skip nan: over the seeds of that hardware
+        gpu_env_steps_per_s=("gpu_steps_per_s", "median"),
+        gpu_seeds=("gpu_steps_per_s", "count"),
+        wall_time_s=("cpu_wall", "median"),
     ).reset_index()
     table["iqm_ci_low"], table["iqm_ci_high"] = zip(*groups.final.apply(bootstrap_ci), strict=True)
     table = table.astype({"env_steps": int})[COLUMNS[:-1]]
@@ -541,6 +561,14 @@ def plot_curves(curves, path: Path, ylabel="eval return (mean ± std over seeds)
     plt.close(fig)
 
 
+def _speed(row) -> str:
+    """env steps/s on the CPU, then on the GPU with its seed count, for the seeds that ran on each."""
+    gpu = f"GPU {_fmt(row['gpu_env_steps_per_s'])} ({row['gpu_seeds']} of {row['seeds']})" if row["gpu_seeds"] else ""
+    if math.isnan(row["env_steps_per_s"]):
+        return gpu
+    return _fmt(row["env_steps_per_s"]) + (f"; {gpu}" if gpu else "")
+
+
 def _fmt(x, digits=1):
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:,.{digits}f}"
 
@@ -563,7 +591,7 @@ def markdown_table(rows: list[dict], left_out: list[str]) -> str:
             f"| {r['algorithm']} | {r['env']} | {r['seeds']} | {r['env_steps']:,} | {_fmt(r['first_return_mean'])} | "
             f"{_fmt(r['curve_mean'])} | {recent} | {final} | "
             f"{_fmt(r['iqm'])} [{_fmt(r['iqm_ci_low'])}, {_fmt(r['iqm_ci_high'])}] | "
-            f"{final_w}{_fmt(r['env_steps_per_s'])} | {r['wall_time_s'] / 60:.1f} min | {_fmt(r['critic_params'], 0)} |"
+            f"{final_w}{_speed(r)} | {_fmt(r['wall_time_s'] / 60)} min | {_fmt(r['critic_params'], 0)} |"
         )
     notes = [
         "",
@@ -578,7 +606,8 @@ def markdown_table(rows: list[dict], left_out: list[str]) -> str:
         "- IQM: scipy.stats.trim_mean(x, 0.25) over seeds as in rliable (floor(n/4) cut from each end: with 3 seeds it is "
         f"the mean); 95% CI: percentile bootstrap over seeds, {BOOTSTRAP_RESAMPLES} resamples, RNG seed 0.",
         "- env steps/s: last logged env step / wall time, end to end (evaluations and compilation included), median over "
-        "seeds. Wall time: first to last logged scalar (summed over the sessions of a resumed run), median over seeds.",
+        "the seeds run on the CPU; GPU: median over the seeds run with `--cuda` (how many in brackets). Wall time: first to "
+        "last logged scalar (summed over the sessions of a resumed run), median over the CPU seeds.",
         *(
             ["- final w: the temperature `--autotune-w` reached (last `losses/w`), mean over seeds; - for a fixed `--w`."]
             if tuned
@@ -616,14 +645,14 @@ def headline_table(rows: list[dict], reference: list[dict]) -> str:
             ratio = f"{row['train_return_recent'] / ref['training_return']:.2f}x" if ref["training_return"] else ""
         final = _fmt(row["final_return_mean"]) + _pm(row["final_return_std"])
         lines.append(
-            f"| {row['algorithm']} | {row['env']} | {row['seeds']} | {mine} | {theirs} | {ratio} | {final} | "
-            f"{_fmt(row['env_steps_per_s'])} |"
+            f"| {row['algorithm']} | {row['env']} | {row['seeds']} | {mine} | {theirs} | {ratio} | {final} | {_speed(row)} |"
         )
     lines += [
         "",
         "- Training return: each run's mean `charts/episodic_return` over the training episodes that ended in its last "
         "10,000 env steps; mean ± sample std over seeds. Reference: its figure for the same env steps (see below); "
-        "ratio: ours / reference. Final eval return: the last evaluation, mean ± std over seeds.",
+        "ratio: ours / reference. Final eval return: the last evaluation, mean ± std over seeds. env steps/s: median over "
+        "the seeds run on the CPU; GPU: over those run with `--cuda` (how many in brackets).",
     ]
     return "\n".join(lines) + "\n"
 
@@ -685,7 +714,7 @@ def seeds_table(results: list[RunResult]) -> str:
         group = sorted((r for r in results if (r.algo, r.env_id) == (algo, env_id)), key=lambda r: r.seed)
         end = max(r.total_steps for r in group)  # an unfinished seed's last 10k are other env steps: "-"
         recent = [_fmt(r.train_return(end - RECENT_STEPS, end)) if r.total_steps == end else "-" for r in group]
-        recent = ", ".join(f"{r.seed}: {value}" for r, value in zip(group, recent, strict=True))
+        recent = ", ".join(f"{r.seed}{'*' if r.on_gpu else ''}: {value}" for r, value in zip(group, recent, strict=True))
         final = ", ".join(f"{r.seed}: {_fmt(r.final_return)}" for r in group)
         rows.append(f"| {algo} | {env_id} | {recent} | {final} |")
     lines = [
@@ -696,7 +725,8 @@ def seeds_table(results: list[RunResult]) -> str:
         "|-|-|-|-|",
         *rows,
         "",
-        "- The per-seed values behind the first table's means; -: a seed that stopped before the others' last 10k.",
+        "- The per-seed values behind the first table's means; -: a seed that stopped before the others' last 10k; "
+        "*: a seed run on a GPU (`--cuda`).",
     ]
     return "\n".join(lines) + "\n"
 

@@ -892,3 +892,63 @@ def test_the_readme_results_table_is_the_aggregators_not_typed_by_hand():
                 generated.update(line.rstrip("\n") for line in f)
     assert any("reference, same steps" in row for row in rows)  # the sac-budget table against CleanRL SAC is there
     assert [row for row in rows if row not in generated] == []
+
+
+def test_gpu_runs_have_their_own_speed_and_are_marked_seed_by_seed_also_when_kept_in_runs_csv(tmp_path):
+    """A run whose logged command has --cuda counts in the returns like any seed, but its env steps/s is summarised
+    apart from the CPU runs' (a median over both would describe neither machine)."""
+    for seed, wall_time, cuda in [(1, 100.0, False), (2, 300.0, False), (3, 10.0, True), (4, 20.0, True)]:
+        run_dir = write_run(tmp_path, "nclql", "Hopper-v4", seed, [(5000, 10.0 * seed)], wall_time=wall_time)
+        command = f"$ python nclql_continuous_action.py --seed {seed}" + (" --cuda --cudagraphs" if cuda else "")
+        (run_dir / "log.txt").write_text(command + "\nglobal_step=5000\n")
+    (row,) = aggregate.aggregate(tmp_path)
+    assert row["seeds"] == 4 and row["final_return_mean"] == pytest.approx(25.0)
+    assert row["env_steps_per_s"] == pytest.approx((50.0 + 5000 / 300) / 2)  # the CPU seeds' median
+    assert row["gpu_env_steps_per_s"] == pytest.approx((500.0 + 250.0) / 2) and row["gpu_seeds"] == 2
+    assert row["wall_time_s"] == pytest.approx(200.0)  # the CPU seeds'
+    markdown = (tmp_path / "results.md").read_text()
+    assert "| 33.3; GPU 375.0 (2 of 4) |" in markdown
+    assert "| nclql | Hopper-v4 | 1: 12.0, 2: 12.0, 3*: 12.0, 4*: 12.0 |" in markdown
+    later = tmp_path / "later"
+    later.mkdir()
+    shutil.copy(tmp_path / "runs.csv", later / "runs.csv")
+    assert [r.on_gpu for r in aggregate.find_runs(later)[0]] == [False, False, True, True]
+
+
+def test_the_sac_reference_table_computes_the_envs_run_here_and_keeps_an_earlier_tables_rows_for_the_others(tmp_path):
+    """cleanrl_sac.sh table DIR CSV: windows of the seeds under DIR (CleanRL logs an episode ending at env step s at
+    global_step s - 1), mean and sample std over seeds; the earlier CSV's rows for other envs and algorithms kept."""
+    venv_bin = tmp_path / "venv" / "bin"
+    venv_bin.mkdir(parents=True)
+    (venv_bin / "python").write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')  # the reference venv's stand-in:
+    (venv_bin / "python").chmod(0o755)  # tensorboard is all the table needs
+    for seed, value in [(1, 100.0), (2, 300.0)]:
+        run_dir = tmp_path / "HalfCheetah-v4" / f"seed{seed}"
+        with SummaryWriter(str(run_dir / "runs" / "sac")) as writer:
+            for step in range(9_999, 50_000, 5_000):  # ends at 10k, 15k, ..., 50k: one episode per window from 5-10k
+                writer.add_scalar("charts/episodic_return", value + step, step)
+        (run_dir / "DONE").touch()
+    earlier = tmp_path / "earlier.csv"
+    header = "algorithm,env,seeds,steps_from,steps_to,training_return,training_return_std,source\n"
+    earlier.write_text(
+        header + "cleanrl-sac,HalfCheetah-v4,3,5000,10000,1.0,2.0,old\ncleanrl-sac,Hopper-v4,5,5000,10000,"
+        "3.0,4.0,kept\ncleanrl-sac-first,HalfCheetah-v4,1,5000,10000,5.0,,first\n"
+    )
+    script = os.path.join(ROOT, "benchmarks", "reference", "cleanrl_sac.sh")
+    result = subprocess.run(["bash", script, "table", str(tmp_path), str(earlier)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader(result.stdout.splitlines()))
+    computed = [r for r in rows if (r["algorithm"], r["env"]) == ("cleanrl-sac", "HalfCheetah-v4")]
+    assert [(int(r["steps_from"]), int(r["steps_to"])) for r in computed][:2] == [(5000, 10000), (10000, 15000)]
+    assert len(computed) == 10 and {r["seeds"] for r in computed} == {"2"}
+    first = computed[0]  # seeds' 10,099 and 10,299: mean 10,199, std 141.4
+    assert (float(first["training_return"]), float(first["training_return_std"])) == (10_199.0, 141.4)
+    assert "1: 47599, 2: 47799" in first["source"]  # each seed's 40-50k mean: value + (44,999 + 49,999) / 2
+    assert [(r["algorithm"], r["env"], r["source"]) for r in rows[10:]] == [
+        ("cleanrl-sac", "Hopper-v4", "kept"),
+        ("cleanrl-sac-first", "HalfCheetah-v4", "first"),
+    ]
+    missing = subprocess.run(
+        ["bash", script, "table", str(tmp_path), str(tmp_path / "none.csv")], capture_output=True, text=True
+    )
+    assert missing.returncode == 2 and missing.stderr.startswith("error: no such CSV")

@@ -4,8 +4,9 @@
 #                                                          (the last release on PyPI) with the gym of its era
 #   benchmarks/reference/cleanrl_sac.sh run DIR ENV SEED   one run at its defaults, 50k env steps, CPU, one thread:
 #                                                          DIR/ENV/seedSEED/ (an interrupted run starts again)
-#   benchmarks/reference/cleanrl_sac.sh table DIR          the reference CSV on stdout: per env and 5k window, the mean
-#                                                          training return over the finished seeds (and its std)
+#   benchmarks/reference/cleanrl_sac.sh table DIR [CSV]    the reference CSV on stdout: per env and 5k window, the mean
+#                                                          training return over the finished seeds (and its std); with
+#                                                          CSV (an earlier output), its rows for envs not in DIR kept
 # The script was written for gym 0.23, which has no Hopper-v4; gym 0.24.1 has the v4 envs but returns a vector env's
 # infos as one dict and checks observation dtypes. The shim below (DIR/venv's sitecustomize.py) restores the 0.23
 # behaviour the script expects; the algorithm and its settings are CleanRL's as released.
@@ -14,7 +15,7 @@ mode=${1:-}
 dir=${2:-}
 if [[ -z "$dir" || ! "$mode" =~ ^(setup|run|table)$ ]]; then
   echo "error: give a mode (setup, run or table) and a DIR" >&2
-  sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0" | head -7 >&2
+  sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0" | head -8 >&2
   exit 2
 fi
 dir=$(realpath -m "$dir")
@@ -74,7 +75,9 @@ EOF
     touch DONE
     ;;
   table)
-    "$venv/bin/python" - "$dir" <<'EOF'
+    earlier=${3:-}
+    [[ -z "$earlier" || -f "$earlier" ]] || { echo "error: no such CSV: $earlier" >&2; exit 2; }
+    "$venv/bin/python" - "$dir" "$earlier" <<'EOF'
 import csv
 import glob
 import statistics
@@ -86,8 +89,10 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 root = Path(sys.argv[1])
 windows = [(start, start + 5000) for start in range(5000, 50000, 5000)] + [(40000, 50000)]  # then the last 10k
 writer = csv.writer(sys.stdout, lineterminator="\n")
-writer.writerow(["algorithm", "env", "seeds", "steps_from", "steps_to", "training_return", "training_return_std", "source"])
-for env_dir in sorted(p for p in root.iterdir() if p.name != "venv" and p.is_dir()):
+header = ["algorithm", "env", "seeds", "steps_from", "steps_to", "training_return", "training_return_std", "source"]
+writer.writerow(header)
+env_dirs = sorted(p for p in root.iterdir() if p.name != "venv" and p.is_dir())
+for env_dir in env_dirs:
     runs = sorted((p for p in env_dir.glob("seed*") if (p / "DONE").exists()), key=lambda p: int(p.name[4:]))
     per_seed = []  # each finished seed's mean training return per window
     for run_dir in runs:
@@ -106,6 +111,11 @@ for env_dir in sorted(p for p in root.iterdir() if p.name != "venv" and p.is_dir
         values = [seed[k] for seed in per_seed]
         std = round(statistics.stdev(values), 1) if len(values) > 1 else ""
         writer.writerow(["cleanrl-sac", env_dir.name, len(values), start, end, round(statistics.mean(values), 1), std, source])
+if sys.argv[2]:  # the earlier table's rows for the envs not run here (their run directories are gone), in its order
+    with open(sys.argv[2], newline="") as f:
+        run_here = {p.name for p in env_dirs}
+        kept = [row for row in csv.DictReader(f) if row["algorithm"] != "cleanrl-sac" or row["env"] not in run_here]
+    writer.writerows([row[column] for column in header] for row in kept)
 EOF
     ;;
 esac
