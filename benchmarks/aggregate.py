@@ -62,7 +62,6 @@ table), and writes into DIR:
 import argparse
 import importlib
 import math
-import shlex
 import sys
 import warnings
 from dataclasses import dataclass
@@ -204,7 +203,7 @@ def ran_on_gpu(run_dir: Path) -> bool:
     """Whether a command the runner logged for this run (its `$ ...` lines in log.txt) has --cuda."""
     log = run_dir / "log.txt"
     lines = log.read_text(errors="replace").splitlines() if log.exists() else []
-    return any("--cuda" in shlex.split(line[2:]) for line in lines if line.startswith("$ "))
+    return any("--cuda" in line.split() for line in lines if line.startswith("$ "))  # Slurm's lines are not quoted
 
 
 def run_result(run_dir: Path, algo: str, env_id: str, seed: int, finished: bool) -> RunResult | None:
