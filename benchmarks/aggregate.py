@@ -586,11 +586,12 @@ def markdown_table(rows: list[dict], left_out: list[str]) -> str:
         recent = _recent(r)
         final = _fmt(r["final_return_mean"]) + _pm(r["final_return_std"])
         final_w = (("-" if math.isnan(r["final_w"]) else f"{r['final_w']:.3g}") + " | ") if tuned else ""
+        wall = "n/a" if math.isnan(r["wall_time_s"]) else f"{r['wall_time_s'] / 60:.1f} min"  # n/a: GPU seeds only
         lines.append(
             f"| {r['algorithm']} | {r['env']} | {r['seeds']} | {r['env_steps']:,} | {_fmt(r['first_return_mean'])} | "
             f"{_fmt(r['curve_mean'])} | {recent} | {final} | "
             f"{_fmt(r['iqm'])} [{_fmt(r['iqm_ci_low'])}, {_fmt(r['iqm_ci_high'])}] | "
-            f"{final_w}{_speed(r)} | {_fmt(r['wall_time_s'] / 60)} min | {_fmt(r['critic_params'], 0)} |"
+            f"{final_w}{_speed(r)} | {wall} | {_fmt(r['critic_params'], 0)} |"
         )
     notes = [
         "",

@@ -913,6 +913,11 @@ def test_gpu_runs_have_their_own_speed_and_are_marked_seed_by_seed_also_when_kep
     later.mkdir()
     shutil.copy(tmp_path / "runs.csv", later / "runs.csv")
     assert [r.on_gpu for r in aggregate.find_runs(later)[0]] == [False, False, True, True]
+    gpu_only = tmp_path / "gpu_only"  # no CPU seed: no CPU speed or wall time
+    run_dir = write_run(gpu_only, "lql", "Hopper-v4", 1, [(5000, 1.0)], wall_time=10.0)
+    (run_dir / "log.txt").write_text("$ python lql_continuous_action.py --cuda\n")
+    (row,) = aggregate.aggregate(gpu_only)
+    assert math.isnan(row["env_steps_per_s"]) and "| GPU 500.0 (1 of 1) | n/a |" in (gpu_only / "results.md").read_text()
 
 
 def test_the_sac_reference_table_computes_the_envs_run_here_and_keeps_an_earlier_tables_rows_for_the_others(tmp_path):
