@@ -41,11 +41,21 @@ gym.register("CountdownEnv-v0", entry_point=CountdownEnv, max_episode_steps=5)
 
 
 def read_scalars(run_dir):
-    """{tag: [(step, value), ...]} from a run's TensorBoard event files."""
+    """{tag: [(step, value), ...]} from a run's TensorBoard event files, read in the order they were written.
+    TensorBoard reads a directory's files in name order: events.out.tfevents.{second}.{host}.{pid}.{n}, n counting the
+    process's writers; a resume in the same second by the same process (as in a test) would sort writer 10 before 9,
+    and the resumed file's purge would then drop the first file's steps. Links with ordered names keep their order."""
+    import tempfile
+
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    accumulator = EventAccumulator(run_dir, size_guidance={"scalars": 0})
-    accumulator.Reload()
+    files = [f for f in os.listdir(run_dir) if "tfevents" in f]
+    written_order = sorted(files, key=lambda f: (int(f.split(".")[3]), int(f.split(".")[-1])))  # second, then n
+    with tempfile.TemporaryDirectory() as ordered:
+        for i, name in enumerate(written_order):
+            os.symlink(os.path.abspath(os.path.join(run_dir, name)), os.path.join(ordered, f"events.out.tfevents.{i:06d}"))
+        accumulator = EventAccumulator(ordered, size_guidance={"scalars": 0})
+        accumulator.Reload()
     return {tag: [(e.step, e.value) for e in accumulator.Scalars(tag)] for tag in accumulator.Tags()["scalars"]}
 
 
