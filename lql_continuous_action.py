@@ -69,7 +69,7 @@ class Args:
     step_size: float = 1e-2  # Langevin step size eps (constant; chosen by measurement: docs/lql.md)
     grad_norm: bool = False  # if toggled, unit-normalises the action-gradient per chain as the authors do (then w = 1/500)
     # speed (docs/speed.md)
-    compile: bool = False  # if toggled, compiles the update and the acting sampler with torch.compile (same numbers)
+    compile: bool = False  # if toggled, compiles the update and the acting sampler (eager's random draws, rounding aside)
     cudagraphs: bool = False  # if toggled (with --cuda), replays the update and the acting sampler from CUDA graphs
     threads: int = 1  # torch's CPU threads (0: torch's default, one per core); small networks run fastest on one
     # automatic temperature (docs/autotune.md)
@@ -94,11 +94,8 @@ def check_args(args: Args) -> None:
     """Refuses bad input with a one-line message before anything is built."""
     bounds = [  # (rule, test, flags)
         ("> 0", lambda v: v > 0, "w step_size learning_rate"),
-        (
-            ">= 1",
-            lambda v: v >= 1,
-            "langevin_steps total_timesteps num_envs buffer_size batch_size eval_episodes log_frequency",
-        ),
+        (">= 1", lambda v: v >= 1, "langevin_steps total_timesteps num_envs buffer_size batch_size"),
+        (">= 1", lambda v: v >= 1, "eval_episodes log_frequency"),
         (">= 0", lambda v: v >= 0, "learning_starts eval_frequency checkpoint_frequency threads"),
         ("in [0, 1]", lambda v: 0 <= v <= 1, "gamma autotune_cooling_fraction"),
         ("in (0, 1]", lambda v: 0 < v <= 1, "tau"),
@@ -159,8 +156,7 @@ def check_args(args: Args) -> None:
 
 
 def check_rendering(env_id):
-    """Renders one frame before anything is written: a machine that cannot render is refused in one line. Without a
-    display MuJoCo's default (GLFW) cannot render, so EGL is then the default."""
+    """Renders one frame before anything is written (with no display, EGL: MuJoCo's default GLFW needs one)."""
     if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
         os.environ["MUJOCO_GL"] = "egl"
     try:
@@ -206,20 +202,15 @@ def real_next_observations(next_obs, terminations, truncations, infos):
     return real_next_obs
 
 
-class ActionScaler:
-    """Maps sampler actions in [-1, 1]^d linearly to the environment's Box bounds (no tanh)."""
-
-    def __init__(self, space: gym.spaces.Box):
-        self.low = space.low.astype(np.float64)
-        self.half_range = (space.high.astype(np.float64) - self.low) / 2
-
-    def __call__(self, actions: np.ndarray) -> np.ndarray:
-        return (self.low + (actions + 1) * self.half_range).astype(np.float32)
+def to_env_actions(actions, space):
+    """Maps sampler actions in [-1, 1]^d linearly onto the environment's Box bounds (no tanh)."""
+    low = space.low.astype(np.float64)
+    return (low + (actions + 1) * ((space.high.astype(np.float64) - low) / 2)).astype(np.float32)
 
 
 # ALGO LOGIC: the critics, the Langevin sampler, the replay buffer and the update (docs/lql.md, "Implementation details")
 def tanh_softplus(z):
-    """tanh(softplus(z)) from one exp: n / (n + 2) with n = e^z (e^z + 2), cheaper than torch's mish; also returns e^z."""
+    """tanh(softplus(z)) from one exp, n / (n + 2) with n = e^z (e^z + 2), and e^z: cheaper than torch's mish."""
     e = torch.exp(z.clamp(max=20.0))  # beyond 20, tanh(softplus(z)) == 1 in float32
     n = e * (e + 2)
     return n / (n + 2), e
@@ -248,9 +239,8 @@ class EnsembleLinear(nn.Module):
         self.bias = nn.Parameter(torch.zeros(n_members, 1, out_features)) if bias else None
 
     def forward(self, x):  # x is (E, N, in), or (N, in) shared by every member
-        if self.bias is None:
-            return torch.matmul(x, self.weight)
-        return torch.matmul(x, self.weight) + self.bias
+        y = torch.matmul(x, self.weight)
+        return y if self.bias is None else y + self.bias
 
 
 class CriticEnsemble(nn.Module):
@@ -426,8 +416,8 @@ def temperature_optimizer(log_w, act_dim, newton_fraction):
 
 
 def scheduled_target_entropy(global_step, args, act_dim):
-    """The hot start: d log 2 (the uniform law's) at --learning-starts, linearly down to --target-entropy-per-dim * d
-    at --autotune-cooling-fraction of the learning steps, then constant (a fraction 0: the final target throughout)."""
+    """The hot start: d log 2 (the uniform law's) at --learning-starts, linearly down to the final target by
+    --autotune-cooling-fraction of the learning steps (0: the final target throughout)."""
     final, uniform = args.target_entropy_per_dim * act_dim, act_dim * math.log(2)
     cooling_steps = args.autotune_cooling_fraction * (args.total_timesteps - args.learning_starts)
     progress = min(max((global_step - args.learning_starts) / cooling_steps, 0.0), 1.0) if cooling_steps > 0 else 1.0
@@ -435,8 +425,7 @@ def scheduled_target_entropy(global_step, args, act_dim):
 
 
 def temperature_step(log_w, w_optimizer, entropy, target_entropy):
-    """One dual step on log w with gradient H - target: w falls while the policy is more random than the target and
-    rises while it is less (SAC's rule for its alpha)."""
+    """A dual step on log w, gradient H - target: w falls while the policy is more random than the target (SAC's rule)."""
     w_loss = log_w * (entropy - target_entropy).detach()
     w_optimizer.zero_grad()
     w_loss.backward()
@@ -444,16 +433,14 @@ def temperature_step(log_w, w_optimizer, entropy, target_entropy):
 
 
 def evaluate(qf, env_id, n_episodes, seed, args, device, act=sample_actions, capture_video=False, run_name="", w=None):
-    """Returns of `n_episodes` episodes on fresh environments (one each, in parallel), acting with the same stochastic
-    sampler as in training, as the authors' evaluation does."""
+    """Returns of `n_episodes` episodes on fresh environments, in parallel, with the training sampler (as the authors)."""
     envs = gym.vector.SyncVectorEnv([make_env(env_id, seed, i, capture_video, run_name) for i in range(n_episodes)])
     envs = gym.wrappers.vector.RecordEpisodeStatistics(envs)
-    scaler = ActionScaler(envs.single_action_space)
     returns = np.full(n_episodes, np.nan)
     obs, _ = envs.reset(seed=seed)
     while np.isnan(returns).any():
         actions = act(qf, torch.as_tensor(obs, dtype=torch.float32, device=device), args, w)
-        obs, _, _, _, infos = envs.step(scaler(actions.cpu().numpy()))
+        obs, _, _, _, infos = envs.step(to_env_actions(actions.cpu().numpy(), envs.single_action_space))
         if "episode" in infos:
             for i in np.flatnonzero(infos["_episode"]):
                 if np.isnan(returns[i]):
@@ -482,7 +469,6 @@ def train(args: Args):
     try:
         obs_dim = int(np.prod(envs.single_observation_space.shape))
         act_dim = int(np.prod(envs.single_action_space.shape))
-        scaler = ActionScaler(envs.single_action_space)
         qf = CriticEnsemble(obs_dim, act_dim).to(device)
         qf_target = CriticEnsemble(obs_dim, act_dim).to(device)
         qf_target.load_state_dict(qf.state_dict())
@@ -523,7 +509,7 @@ def train(args: Args):
             actions = actions.cpu().numpy()
 
             # TRY NOT TO MODIFY: execute the game and log data.
-            next_obs, rewards, terminations, truncations, infos = envs.step(scaler(actions))
+            next_obs, rewards, terminations, truncations, infos = envs.step(to_env_actions(actions, envs.single_action_space))
             if "episode" in infos:
                 for i in np.flatnonzero(infos["_episode"]):  # every finished env, not only the first (CleanRL #481)
                     episodic_return = float(infos["episode"]["r"][i])
@@ -601,19 +587,12 @@ def train(args: Args):
 
 # The machinery below the loop: logging, resume, checkpoints, progress, speed, evaluation of saved critics
 def make_writer(args, run_name, checkpoint):
-    """CleanRL's TensorBoard writer, synced to Weights and Biases with --track. A resumed run appends to its own logs;
-    purge_step hides what a crashed run logged after its checkpoint."""
+    """CleanRL's writer (--track: synced to W&B); a resumed run appends, hiding what was logged after its checkpoint."""
     if args.track:
         import wandb
 
-        wandb.init(
-            project=args.wandb_project_name,
-            entity=args.wandb_entity,
-            sync_tensorboard=True,
-            config=vars(args),
-            name=run_name,
-            save_code=True,
-        )
+        run = dict(project=args.wandb_project_name, entity=args.wandb_entity, name=run_name, config=vars(args))
+        wandb.init(**run, sync_tensorboard=True, save_code=True)
     writer = SummaryWriter(f"runs/{run_name}", purge_step=checkpoint["global_step"] + 1 if checkpoint else None)
     if checkpoint is None:
         table = "\n".join(f"|{key}|{value}|" for key, value in vars(args).items())
@@ -637,14 +616,11 @@ def log_update(writer, global_step, qf_losses, qf_values, diagnostics, sps, tune
 
 
 def resume_from(checkpoint, args, qf, qf_target, optimizer, log_w, w_optimizer, rb, envs):
-    """Restores everything `checkpoint` holds and returns the loop's state: obs, recent_returns, n_updates, global_step,
-    the next iteration and next_eval."""
-    qf.load_state_dict(checkpoint["qf"])
-    qf_target.load_state_dict(checkpoint["qf_target"])
+    """Restores everything `checkpoint` holds; returns the loop's state (obs, counters, next iteration, next_eval)."""
     for group in checkpoint["optimizer"]["param_groups"]:  # Adam's mode follows this run's --cudagraphs
         group["capturable"] = args.cudagraphs
-    optimizer.load_state_dict(checkpoint["optimizer"])
-    w_optimizer.load_state_dict(checkpoint["w_optimizer"])
+    for key, part in dict(qf=qf, qf_target=qf_target, optimizer=optimizer, w_optimizer=w_optimizer).items():
+        part.load_state_dict(checkpoint[key])
     with torch.no_grad():
         log_w.copy_(checkpoint["log_w"])
     if checkpoint["buffer"] is not None:
@@ -663,26 +639,13 @@ def resume_from(checkpoint, args, qf, qf_target, optimizer, log_w, w_optimizer, 
 
 def checkpoint_state(args, run_name, qf, qf_target, optimizer, log_w, w_optimizer, rb, envs, loop):
     """Everything a run needs to continue exactly as if it had not stopped; `loop`: the loop's state (obs, counters)."""
-    return {
-        "algorithm": ALGORITHM,
-        "args": asdict(args),
-        "run_name": run_name,
-        "qf": qf.state_dict(),
-        "qf_target": qf_target.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "log_w": log_w.detach().clone(),
-        "w_optimizer": w_optimizer.state_dict(),
-        "w": log_w.exp().item() if args.autotune_w else args.w,  # the w the critics act with
-        "buffer": rb.state_dict() if args.checkpoint_buffer else None,
-        "envs": env_state(envs),
-        **loop,
-        "rng": {
-            "python": random.getstate(),
-            "numpy": np.random.get_state(),
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if args.cuda else None,
-        },
-    }
+    parts = dict(qf=qf, qf_target=qf_target, optimizer=optimizer, w_optimizer=w_optimizer)
+    state = dict(algorithm=ALGORITHM, args=asdict(args), run_name=run_name, **{k: p.state_dict() for k, p in parts.items()})
+    state["log_w"], state["w"] = log_w.detach().clone(), log_w.exp().item() if args.autotune_w else args.w  # w acted with
+    state["buffer"] = rb.state_dict() if args.checkpoint_buffer else None
+    rng = dict(python=random.getstate(), numpy=np.random.get_state(), torch=torch.get_rng_state())
+    rng["cuda"] = torch.cuda.get_rng_state_all() if args.cuda else None
+    return {**state, "envs": env_state(envs), **loop, "rng": rng}
 
 
 class StopSignals:
@@ -711,8 +674,7 @@ class StopSignals:
 
 
 class ProgressLine:
-    """The console line, every 10 s. The random warm-up is marked as such; the time left comes from the rate of learning
-    alone, measured from the end of the first update (which may include minutes of compilation)."""
+    """The console line every 10 s; the time left comes from the rate of learning after the first update (compiled)."""
 
     def __init__(self, args, global_step):
         self.args, self.last_print, self.last_step = args, time.time(), global_step
@@ -753,12 +715,9 @@ def faster(fn, args):
 
 
 class CudaGraphed:
-    """--cudagraphs: `fn` replayed from CUDA graphs, one launch for all the kernels of a call (these small networks are
-    bound by launch overhead). One graph per signature: the shapes of the CUDA tensors among the arguments (one level
-    into tuples) and the identity of every other argument, which the graph bakes in (they may change only in place).
-    A call copies its CUDA tensors into the graph's inputs, replays, and returns copies of the outputs; the first
-    `warmup_calls` of a signature run eagerly on a side stream, as capture requires. Random draws in a graph use the
-    generator's graph-safe offsets: a replay gives an eager call's numbers (tested)."""
+    """`fn` replayed from CUDA graphs: one launch per call (small networks are bound by launch overhead). One graph per
+    signature, the CUDA tensor arguments' shapes (one level into tuples) and every other argument's identity (baked in:
+    it may change only in place); the first calls run eagerly on a side stream, as capture requires (docs/speed.md)."""
 
     def __init__(self, fn, warmup_calls=3):
         self.fn, self.warmup_calls = fn, warmup_calls
@@ -820,8 +779,7 @@ def env_layers(envs):
 
 
 def env_state(envs):
-    """The counters, arrays and RNGs of every env layer, and MuJoCo's simulator state (gymnasium pickles a MuJoCo env
-    as a fresh one, so the physics is read out explicitly): what it takes to continue each episode exactly."""
+    """The counters, arrays and RNGs of every env layer, and MuJoCo's physics (gymnasium pickles a fresh MuJoCo env)."""
     state = []
     for layer in env_layers(envs):
         kept = (int, float, np.ndarray, np.random.Generator)
@@ -846,8 +804,7 @@ def restore_env_state(envs, state):
 
 
 def save_checkpoint(path, state):
-    """Atomic: written to a temporary file, flushed to disk, then renamed over the latest checkpoint, so a crash while
-    writing leaves the previous checkpoint intact. Returns `path`."""
+    """Atomic (a temporary file, flushed, renamed over the last one): a crash while writing keeps the previous one."""
     with open(path + ".tmp", "wb") as f:
         torch.save(state, f)
         f.flush()

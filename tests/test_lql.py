@@ -210,10 +210,10 @@ def test_autoreset_transitions_bootstrap_truncations_and_never_span_a_reset():
     assert set(episodes) == {3, 5}  # episode statistics are reported for every env's episodes
 
 
-def test_action_scaler_maps_the_unit_box_linearly_to_the_bounds():
-    scaler = lql.ActionScaler(gym.spaces.Box(np.array([-3.0, 0.0]), np.array([3.0, 2.0])))
-    out = scaler(np.array([[-1.0, -1.0], [0.0, 0.0], [1.0, 0.5]]))
-    assert np.allclose(out, [[-3.0, 0.0], [0.0, 1.0], [3.0, 1.5]])
+def test_actions_map_from_the_unit_box_linearly_onto_the_bounds():
+    space = gym.spaces.Box(np.array([-3.0, 0.0]), np.array([3.0, 2.0]))
+    out = lql.to_env_actions(np.array([[-1.0, -1.0], [0.0, 0.0], [1.0, 0.5]]), space)
+    assert out.dtype == np.float32 and np.allclose(out, [[-3.0, 0.0], [0.0, 1.0], [3.0, 1.5]])
 
 
 def short_run_args(**overrides):  # longer than conftest's tiny run: several logs, an evaluation
