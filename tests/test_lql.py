@@ -1,4 +1,4 @@
-"""LQL: the Langevin sampler against analytic Boltzmann targets (spec, section 6), the replay buffer and gymnasium 1.x
+"""LQL: the Langevin sampler against analytic Boltzmann targets, the replay buffer and gymnasium 1.x
 autoreset handling, a short training run, and refusal of bad input."""
 
 import dataclasses
@@ -23,7 +23,7 @@ def quadratic_q(mu, precision):
 
 def ula_covariance(precision, w, eps):
     """Stationary covariance of unadjusted Langevin on that quadratic: per eigen-direction lambda of P,
-    w / (lambda (1 - eps lambda / (4 w))) (spec, section 6)."""
+    w / (lambda (1 - eps lambda / (4 w))) (docs/lql.md#step-size)."""
     lam, vectors = torch.linalg.eigh(precision.double())
     return (vectors * (w / (lam * (1 - eps * lam / (4 * w))))) @ vectors.T
 
@@ -73,7 +73,7 @@ def test_actions_stay_within_bounds_under_a_strong_outward_pull():
 
 
 def test_grad_norm_has_its_own_laplace_like_stationary_law():
-    # With g / ||g||, the drift has constant speed: the stationary density is exp(-||a - mu|| / w) (spec, section 6).
+    # With g / ||g||, the drift has constant speed: the stationary density is exp(-||a - mu|| / w).
     # In 2-D the radius r = ||a - mu|| is then Gamma(2, w): E[r] = 2 w, Var[r] = 2 w^2.
     mu, w, eps = torch.tensor([0.1, -0.1]), 0.05, 2e-4
     samples = run_chains(quadratic_q(mu, 10 * torch.eye(2)), 8000, 2, w, 1500, eps, grad_norm=True)
@@ -260,28 +260,39 @@ def test_same_seed_gives_the_same_numbers_on_cpu(in_tmp_dir):
     "overrides, message",
     [
         (dict(w=0.0), "--w must be > 0"),
-        (dict(w=-1.0), "--w must be > 0"),
-        (dict(langevin_steps=0), "--langevin-steps must be >= 1"),
         (dict(step_size=0.0), "--step-size must be > 0"),
-        (dict(num_envs=0), "--num-envs must be >= 1"),
         (dict(env_id="NoSuchEnv-v0"), "unknown --env-id"),
-        (
-            dict(autotune_w=True, target_entropy_per_dim=0.7),
-            "--target-entropy-per-dim 0.7 is unreachable",
-        ),  # > log 2, InvertedPendulum's d = 1
+        (dict(env_id="CartPole-v1"), "Discrete action space"),
+        (dict(cudagraphs=True), "--cudagraphs needs --cuda"),
+        (dict(autotune_w=True, target_entropy_per_dim=0.7), "--target-entropy-per-dim 0.7 is unreachable"),  # > log 2
         (dict(autotune_w=True, autotune_lr=1.5), "--autotune-lr in (0, 1]"),
         (dict(autotune_w=True, autotune_lr=0.0), "--autotune-lr in (0, 1]"),
         (dict(autotune_w=True, autotune_cooling_fraction=1.5), "--autotune-cooling-fraction must be in [0, 1]"),
         (dict(autotune_w=True, autotune_cooling_fraction=-0.1), "--autotune-cooling-fraction must be in [0, 1]"),
-        (dict(env_id="CartPole-v1"), "Discrete action space"),
-        (dict(cudagraphs=True), "--cudagraphs needs --cuda"),
     ],
 )
-def test_bad_input_is_refused_before_training(in_tmp_dir, overrides, message):
+@pytest.mark.parametrize("module", [lql, nclql], ids=["lql", "nclql"])
+def test_bad_input_is_refused_before_training(in_tmp_dir, module, overrides, message):
+    """Both scripts' shared flags; each script's own are below and in test_nclql.py. InvertedPendulum: d = 1."""
+    with pytest.raises(SystemExit) as refusal:
+        module.train(tiny_run_args(module, **overrides))
+    assert message in str(refusal.value) and "\n" not in str(refusal.value)
+    assert not (in_tmp_dir / "runs").exists()  # refused before anything was written
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(w=-1.0), "--w must be > 0"),
+        (dict(langevin_steps=0), "--langevin-steps must be >= 1"),
+        (dict(num_envs=0), "--num-envs must be >= 1"),
+    ],
+)
+def test_bad_lql_input_is_refused_before_training(in_tmp_dir, overrides, message):
     with pytest.raises(SystemExit) as refusal:
         lql.train(short_run_args(**overrides))
     assert message in str(refusal.value) and "\n" not in str(refusal.value)
-    assert not (in_tmp_dir / "runs").exists()  # refused before anything was written
+    assert not (in_tmp_dir / "runs").exists()
 
 
 @pytest.mark.parametrize("cli_args", [["--env-id", "CartPole-v1"], ["--w", "-0.5"]])
@@ -315,7 +326,7 @@ def test_entropy_estimate_of_langevin_samples_matches_the_boltzmann_entropy_of_a
     q_fn = quadratic_q(mu, PRECISION)
     sample = lambda obs: lql.langevin_sample(q_fn, torch.rand(obs.shape[0], 3) * 2 - 1, w, 600, step)
     estimate = lql.policy_entropy(sample, torch.zeros(100, 1), n_chains=64)  # 100 states x 64 chains
-    # unadjusted Langevin's known bias: covariance (w P^-1)(I - step P / (4 w))^-1 (spec, section 6)
+    # unadjusted Langevin's known bias: covariance (w P^-1)(I - step P / (4 w))^-1 (docs/lql.md#step-size)
     eigenvalues = torch.linalg.eigvalsh(PRECISION)
     biased = boltzmann_entropy(w, PRECISION) - 0.5 * torch.log(1 - step * eigenvalues / (4 * w)).sum().item()
     assert estimate.item() == pytest.approx(biased, abs=0.05)

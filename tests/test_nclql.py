@@ -1,4 +1,4 @@
-"""NC-LQL: the annealed sampler against an exact noise-conditioned Gaussian-mixture target (spec, section 6), the
+"""NC-LQL: the annealed sampler against an exact noise-conditioned Gaussian-mixture target, the
 noise-conditioning regression against Gaussian-smoothed functions, a short training run, and refusal of bad input."""
 
 import math
@@ -17,7 +17,7 @@ MODES, WEIGHTS, S, W = [[-0.5], [0.5]], [0.75, 0.25], 0.08, 0.1
 
 def noise_conditioned_mixture_q(means, weights, s, w, sigmas):
     """Q(a, l) = w log sum_k pi_k N(a; m_k, (s^2 + sigma_l^2) I): the exact sigma_l-smoothing of the level-(L-1) law,
-    whose Boltzmann law at temperature w is the mixture itself (spec, section 6)."""
+    whose Boltzmann law at temperature w is the mixture itself."""
     means, log_weights = torch.tensor(means), torch.tensor(weights).log()
     variances = [s**2 + float(sigma) ** 2 for sigma in sigmas]
 
@@ -137,7 +137,7 @@ def smoothed_regression_target(f, grid, sigma, low=-1.0, high=1.0):
 
 def test_noise_conditioning_regression_learns_gaussian_smoothed_critics():
     """Fit Q(a, L-1) to f(a) = sin(3a) and train the other levels with the script's perturbation loss only: each level
-    must learn the sigma_l-smoothed f (spec, section 3), which for the small levels is sin(3a) exp(-9 sigma^2 / 2)."""
+    must learn the sigma_l-smoothed f (docs/nclql.md, Overview), which for the small levels is sin(3a) exp(-9 sigma^2 / 2)."""
     torch.manual_seed(0)
     sigmas = nclql.noise_levels(0.4, 0.02, 4)
     qf = nclql.CriticEnsemble(obs_dim=1, act_dim=1, hidden_dim=64)
@@ -271,23 +271,12 @@ def test_same_seed_gives_the_same_numbers_on_cpu(in_tmp_dir):
         (dict(sigma_min=0.0), "--sigma-min must be > 0"),
         (dict(steps_per_level=0), "--steps-per-level must be >= 1"),
         (dict(step_size=-1e-4), "--step-size must be > 0"),
-        (dict(w=0.0), "--w must be > 0"),
         (dict(num_particles=0), "--num-particles must be >= 1"),
-        (dict(env_id="NoSuchEnv-v0"), "unknown --env-id"),
         (dict(env_id="Pendulum-v99"), "unknown --env-id"),
-        (
-            dict(autotune_w=True, target_entropy_per_dim=0.7),
-            "--target-entropy-per-dim 0.7 is unreachable",
-        ),  # > log 2, InvertedPendulum's d = 1
-        (dict(autotune_w=True, autotune_lr=1.5), "--autotune-lr in (0, 1]"),
-        (dict(autotune_w=True, autotune_lr=0.0), "--autotune-lr in (0, 1]"),
-        (dict(autotune_w=True, autotune_cooling_fraction=1.5), "--autotune-cooling-fraction must be in [0, 1]"),
-        (dict(autotune_w=True, autotune_cooling_fraction=-0.1), "--autotune-cooling-fraction must be in [0, 1]"),
-        (dict(env_id="CartPole-v1"), "Discrete action space"),
-        (dict(cudagraphs=True), "--cudagraphs needs --cuda"),
     ],
 )
-def test_bad_input_is_refused_before_training(in_tmp_dir, overrides, message):
+def test_bad_nclql_input_is_refused_before_training(in_tmp_dir, overrides, message):
+    """NC-LQL's own flags; the flags both scripts share are refused as tested in test_lql.py."""
     with pytest.raises(SystemExit) as refusal:
         nclql.train(short_run_args(**overrides))
     assert message in str(refusal.value) and "\n" not in str(refusal.value)
