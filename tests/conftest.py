@@ -66,6 +66,15 @@ def in_tmp_dir(tmp_path, monkeypatch):
     return tmp_path
 
 
+def small_update_and_act(module):
+    """A script's update and acting sampler with small samplers (quick to compile), and the arguments they take after
+    the batch / the observations: update(qf, qf_target, optimizer, batch, *extra, w), act(qf, obs, *extra, w)."""
+    if hasattr(module, "noise_levels"):
+        args = module.Args(num_levels=3, steps_per_level=1, grad_norm=True, num_particles=2)
+        return module.update_critics, module.sample_actions, (module.noise_levels(args.sigma_max, args.sigma_min, 3), args)
+    return module.update_critics, module.sample_actions, (module.Args(langevin_steps=3),)
+
+
 def tiny_run_args(module, **overrides):
     """A run of either script small enough for a test: 60 env steps on InvertedPendulum, 10 updates, short chains."""
     small = dict(num_levels=3, steps_per_level=1) if hasattr(module, "noise_levels") else dict(langevin_steps=3)

@@ -7,22 +7,12 @@ import math
 
 import pytest
 import torch
-from conftest import NEEDS_CUDA, read_scalars
+from conftest import NEEDS_CUDA, read_scalars, small_update_and_act
 
 import lql_continuous_action as lql
 import nclql_continuous_action as nclql
 
 pytestmark = NEEDS_CUDA
-
-
-def update_and_act(module):
-    """A script's update and acting sampler with their Args (small samplers: quick to compile) and the extra
-    arguments they take after the batch / the observations: update(qf, qf_target, optimizer, batch, *extra, w)."""
-    if module is nclql:
-        args = nclql.Args(num_levels=3, steps_per_level=2, num_particles=2)
-        sigmas = nclql.noise_levels(args.sigma_max, args.sigma_min, args.num_levels)
-        return nclql.update_critics, nclql.sample_actions, (sigmas, args)
-    return lql.update_critics, lql.sample_actions, (lql.Args(langevin_steps=5),)
 
 
 @pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
@@ -31,7 +21,7 @@ def test_graph_replays_give_the_eager_numbers(module, compiled):
     """Six updates and six acting calls, each on new inputs and a new w (as --autotune-w passes it): calls 1-3 run
     eagerly (warm-up), call 4 captures, calls 4-6 replay. Every output and the final weights must match eager ones."""
     torch._inductor.config.fallback_random = True  # what train() sets with --compile
-    update_fn, act_fn, extra = update_and_act(module)
+    update_fn, act_fn, extra = small_update_and_act(module)
     device, n = "cuda", 32
     torch.manual_seed(0)
     batches = [

@@ -10,7 +10,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from conftest import DEVICES, ROOT, read_scalars, tiny_run_args
+from conftest import DEVICES, ROOT, read_scalars, small_update_and_act, tiny_run_args
 
 import lql_continuous_action as lql
 import nclql_continuous_action as nclql
@@ -120,12 +120,14 @@ def test_critic_gradient_matches_autograd_and_leaves_no_parameter_gradients():
 
 
 @pytest.mark.parametrize("device", DEVICES)
-def test_compiled_update_and_sampler_give_the_same_numbers_as_eager(device):
-    """--compile must not change results: two updates from the same state and seed, eager vs torch.compile'd."""
+@pytest.mark.parametrize("module", [lql, nclql], ids=["lql", "nclql"])
+def test_compiled_update_and_sampler_give_eager_numbers_up_to_rounding(module, device):
+    """--compile makes eager's random draws (fallback_random): two updates and an acting call from the same state and
+    seed, eager vs torch.compile'd, agree to float rounding (other draws would move the actions by ~0.1)."""
     import copy
 
     torch._inductor.config.fallback_random = True  # what train() sets with --compile
-    args = lql.Args(langevin_steps=3)  # a small graph: fast to compile
+    update_fn, act_fn, extra = small_update_and_act(module)
     torch.manual_seed(0)
     n = 16
     batch = tuple(
@@ -133,17 +135,14 @@ def test_compiled_update_and_sampler_give_the_same_numbers_as_eager(device):
         for t in (torch.randn(n, 4), torch.rand(n, 2) * 2 - 1, torch.rand(n), torch.randn(n, 4), (torch.rand(n) < 0.2).float())
     )
     results = []
-    for update, act in (
-        (lql.update_critics, lql.sample_actions),
-        (torch.compile(lql.update_critics, dynamic=False), torch.compile(lql.sample_actions, dynamic=False)),
-    ):
+    for update, act in ((update_fn, act_fn), (torch.compile(update_fn, dynamic=False), torch.compile(act_fn, dynamic=False))):
         torch.manual_seed(0)
-        qf = lql.CriticEnsemble(obs_dim=4, act_dim=2).to(device)
+        qf = module.CriticEnsemble(obs_dim=4, act_dim=2).to(device)
         qf_target = copy.deepcopy(qf).requires_grad_(False)
         optimizer = torch.optim.Adam(qf.parameters(), lr=1e-3)
         torch.manual_seed(1)
-        outputs = [update(qf, qf_target, optimizer, batch, args) for _ in range(2)]
-        outputs.append(act(qf, batch[0][:5], args))
+        outputs = [update(qf, qf_target, optimizer, batch, *extra) for _ in range(2)]
+        outputs.append(act(qf, batch[0][:5], *extra))
         results.append((outputs, torch.cat([p.flatten() for p in (*qf.parameters(), *qf_target.parameters())])))
     (eager_outputs, eager_params), (compiled_outputs, compiled_params) = results
     assert torch.allclose(compiled_params, eager_params, atol=1e-4)  # Adam steps are <= lr = 1e-3; float noise ~1e-5
