@@ -717,7 +717,8 @@ def checkpoint_state(args, run_name, qf, qf_target, optimizer, log_w, w_optimize
     """Everything a run needs to continue exactly as if it had not stopped; `loop`: the loop's state (obs, counters)."""
     parts = dict(qf=qf, qf_target=qf_target, optimizer=optimizer, w_optimizer=w_optimizer)
     state = dict(algorithm=ALGORITHM, args=asdict(args), run_name=run_name, **{k: p.state_dict() for k, p in parts.items()})
-    state["log_w"], state["w"] = log_w.detach().clone(), log_w.exp().item() if args.autotune_w else args.w  # w acted with
+    state["log_w"] = log_w.detach().clone()
+    state["w"] = log_w.exp().item() if args.autotune_w else args.w  # the w the critics act with
     state["buffer"] = rb.state_dict() if args.checkpoint_buffer else None
     rng = dict(python=random.getstate(), numpy=np.random.get_state(), torch=torch.get_rng_state())
     rng["cuda"] = torch.cuda.get_rng_state_all() if args.cuda else None
@@ -750,7 +751,7 @@ class StopSignals:
 
 
 class ProgressLine:
-    """The console line every 10 s; the time left comes from the rate of learning after the first update (compiled)."""
+    """The console line every 10 s; the time left comes from the rate of learning after the first update (compiling)."""
 
     def __init__(self, args, global_step):
         self.args, self.last_print, self.last_step = args, time.time(), global_step
