@@ -123,7 +123,7 @@ def test_critic_gradient_matches_autograd_and_leaves_no_parameter_gradients():
 @pytest.mark.parametrize("module", [lql, nclql], ids=["lql", "nclql"])
 def test_compiled_update_and_sampler_give_eager_numbers_up_to_rounding(module, device):
     """--compile makes eager's random draws (fallback_random): two updates and an acting call from the same state and
-    seed, eager vs torch.compile'd, agree to float rounding (other draws would move the actions by ~0.1)."""
+    seed, eager vs torch.compile'd, agree to float rounding (without fallback_random this fails)."""
     import copy
 
     torch._inductor.config.fallback_random = True  # what train() sets with --compile
