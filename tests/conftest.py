@@ -71,7 +71,8 @@ def small_update_and_act(module):
     the batch / the observations: update(qf, qf_target, optimizer, batch, *extra, w), act(qf, obs, *extra, w)."""
     if hasattr(module, "noise_levels"):
         args = module.Args(num_levels=3, steps_per_level=1, grad_norm=True, num_particles=2)
-        return module.update_critics, module.sample_actions, (module.noise_levels(args.sigma_max, args.sigma_min, 3), args)
+        sigmas = module.noise_levels(args.sigma_max, args.sigma_min, args.num_levels)
+        return module.update_critics, module.sample_actions, (sigmas, args)
     return module.update_critics, module.sample_actions, (module.Args(langevin_steps=3),)
 
 
