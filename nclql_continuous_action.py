@@ -98,6 +98,14 @@ class Args:
 
 def check_args(args: Args) -> None:
     """Refuses bad input with a one-line message before anything is built."""
+    try:
+        probe = gym.make(args.env_id)
+    except gym.error.Error as e:
+        raise SystemExit(f"error: unknown --env-id {args.env_id!r} ({e})") from None
+    space = probe.action_space
+    probe.close()
+    if not isinstance(space, gym.spaces.Box):
+        raise SystemExit(f"error: {args.env_id} has a {type(space).__name__} action space; NC-LQL needs a continuous Box")
     bounds = [  # (rule, test, flags)
         ("> 0", lambda v: v > 0, "w sigma_min step_size learning_rate"),
         (">= 1", lambda v: v >= 1, "num_levels steps_per_level total_timesteps num_envs buffer_size batch_size"),
@@ -139,26 +147,17 @@ def check_args(args: Args) -> None:
         problems.append("--track needs wandb: pip install wandb")
     if args.capture_video and importlib.util.find_spec("moviepy") is None:  # gymnasium's RecordVideo writes with moviepy
         problems.append("--capture-video needs moviepy: pip install moviepy")
-    if problems:
-        raise SystemExit("error: " + "; ".join(problems))
-    try:
-        gym.spec(args.env_id)
-    except gym.error.Error as e:
-        raise SystemExit(f"error: unknown --env-id {args.env_id!r} ({e})") from None
-    probe = gym.make(args.env_id)
-    space = probe.action_space
-    probe.close()
-    if not isinstance(space, gym.spaces.Box):
-        raise SystemExit(f"error: {args.env_id} has a {type(space).__name__} action space; NC-LQL needs a continuous Box")
+    if not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
+        problems.append(f"{args.env_id} has an unbounded Box action space; NC-LQL samples in a bounded box")
     if args.autotune_w and args.autotune_chains <= space.shape[0] + 1:
-        raise SystemExit(f"error: --autotune-chains must exceed dim(A) + 1 = {space.shape[0] + 1} (a covariance per state)")
+        problems.append(f"--autotune-chains must exceed dim(A) + 1 = {space.shape[0] + 1} (a covariance per state)")
     if args.autotune_w and args.target_entropy_per_dim >= math.log(2):  # the uniform law has the most: w would rise forever
-        raise SystemExit(
-            f"error: --target-entropy-per-dim {args.target_entropy_per_dim} is unreachable: the most any law on [-1, 1]^d "
+        problems.append(
+            f"--target-entropy-per-dim {args.target_entropy_per_dim} is unreachable: the most any law on [-1, 1]^d "
             f"has is log 2 = {math.log(2):.3f} per dimension"
         )
-    if not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
-        raise SystemExit(f"error: {args.env_id} has an unbounded Box action space; NC-LQL samples in a bounded box")
+    if problems:
+        raise SystemExit("error: " + "; ".join(problems))
     if args.capture_video:
         check_rendering(args.env_id)
 
@@ -506,8 +505,7 @@ def temperature_step(log_w, w_optimizer, entropy, target_entropy):
 
 def evaluate(qf, env_id, n_episodes, seed, sigmas, args, device, act=sample_actions, capture_video=False, run_name="", w=None):
     """Returns of `n_episodes` episodes on fresh environments, in parallel, with the training sampler (as the authors)."""
-    envs = gym.vector.SyncVectorEnv([make_env(env_id, seed, i, capture_video, run_name) for i in range(n_episodes)])
-    envs = gym.wrappers.vector.RecordEpisodeStatistics(envs)
+    envs = make_vector_env(env_id, seed, n_episodes, capture_video, run_name)
     returns = np.full(n_episodes, np.nan)
     obs, _ = envs.reset(seed=seed)
     while np.isnan(returns).any():
