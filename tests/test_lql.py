@@ -279,6 +279,17 @@ def test_bad_input_is_refused_before_training(in_tmp_dir, module, overrides, mes
     assert not (in_tmp_dir / "runs").exists()  # refused before anything was written
 
 
+@pytest.mark.parametrize("module", [lql, nclql], ids=["lql", "nclql"])
+def test_every_problem_is_named_in_one_refusal(in_tmp_dir, module):
+    """Checks on the flags and on the environment's action space (InvertedPendulum: d = 1) report together."""
+    with pytest.raises(SystemExit) as refusal:
+        module.train(tiny_run_args(module, w=0.0, tau=2.0, autotune_w=True, autotune_chains=2))
+    text = str(refusal.value)
+    assert "\n" not in text and text.count("; ") == 2
+    for message in ("--w must be > 0", "--tau must be in (0, 1]", "--autotune-chains must exceed dim(A) + 1 = 2"):
+        assert message in text
+
+
 @pytest.mark.parametrize(
     "overrides, message",
     [
