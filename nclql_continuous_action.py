@@ -101,7 +101,7 @@ def check_args(args: Args) -> None:
     try:
         probe = gym.make(args.env_id)
     except gym.error.Error as e:
-        raise SystemExit(f"error: unknown --env-id {args.env_id!r} ({e})") from None
+        raise SystemExit(f"error: cannot make --env-id {args.env_id!r} ({e})") from None
     space = probe.action_space
     probe.close()
     if not isinstance(space, gym.spaces.Box):

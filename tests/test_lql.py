@@ -260,7 +260,7 @@ def test_same_seed_gives_the_same_numbers_on_cpu(in_tmp_dir):
     [
         (dict(w=0.0), "--w must be > 0"),
         (dict(step_size=0.0), "--step-size must be > 0"),
-        (dict(env_id="NoSuchEnv-v0"), "unknown --env-id"),
+        (dict(env_id="NoSuchEnv-v0"), "cannot make --env-id 'NoSuchEnv-v0' (Environment `NoSuchEnv` doesn't exist"),
         (dict(env_id="CartPole-v1"), "Discrete action space"),
         (dict(cudagraphs=True), "--cudagraphs needs --cuda"),
         (dict(autotune_w=True, target_entropy_per_dim=0.7), "--target-entropy-per-dim 0.7 is unreachable"),  # > log 2

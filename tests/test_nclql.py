@@ -237,7 +237,7 @@ def test_same_seed_gives_the_same_numbers_on_cpu(in_tmp_dir):
         (dict(steps_per_level=0), "--steps-per-level must be >= 1"),
         (dict(step_size=-1e-4), "--step-size must be > 0"),
         (dict(num_particles=0), "--num-particles must be >= 1"),
-        (dict(env_id="Pendulum-v99"), "unknown --env-id"),
+        (dict(env_id="Pendulum-v99"), "cannot make --env-id 'Pendulum-v99'"),
     ],
 )
 def test_bad_nclql_input_is_refused_before_training(in_tmp_dir, overrides, message):
