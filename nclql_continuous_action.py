@@ -14,12 +14,11 @@ by w = 500 instead; `--grad-norm` does the same with w = 1/500 = 0.002 (their sa
 --step-size 1e-4`). `--autotune-w` tunes w toward a target entropy: docs/autotune.md. Docs: docs/nclql.md.
 """
 
-import copy
+import contextlib
 import importlib.util
 import math
 import os
 import random
-import shlex
 import signal
 import sys
 import time
@@ -32,20 +31,11 @@ import torch.nn as nn
 import tyro
 from torch.utils.tensorboard import SummaryWriter
 
-try:
-    import mujoco
-except Exception as e:  # MuJoCo loads the renderer MUJOCO_GL names at import: one this machine lacks fails here
-    raise SystemExit(
-        f"error: cannot import mujoco with MUJOCO_GL={os.environ.get('MUJOCO_GL')} ({e}); use MUJOCO_GL=egl"
-    ) from None
-
 ALGORITHM = "NC-LQL"  # written into checkpoints: another algorithm's are refused
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # finish the step, checkpoint, exit
 
 
 @dataclass
 class Args:
-    # core
     exp_name: str = os.path.basename(__file__)[: -len(".py")]  # the name of this experiment (part of the run directory name)
     seed: int = 1  # seed of the experiment (torch, numpy, random and the environments)
     torch_deterministic: bool = True  # if toggled, sets `torch.backends.cudnn.deterministic=True`
@@ -92,20 +82,19 @@ class Args:
     log_frequency: int = 100  # log losses and sampler diagnostics every this many updates
     checkpoint_frequency: int = 100_000  # write runs/{run_name}/checkpoint.pt every this many env steps (0: on a stop only)
     checkpoint_buffer: bool = True  # if toggled, checkpoints hold the replay buffer (exact resume); off: small files
-    resume: str | None = None  # continue the run of this checkpoint: give the run's own command line plus --resume PATH
+    resume: str | None = None  # continue the run of this checkpoint, with the run's own flags (docs/checkpoints.md)
     eval_checkpoint: str | None = None  # evaluate the critics of this checkpoint or saved model instead of training
 
 
 def check_args(args: Args) -> None:
-    """Refuses bad input with a one-line message before anything is built."""
+    """Refuses input that would fail late, silently or with a traceback: one line naming every problem."""
     try:
-        probe = gym.make(args.env_id)
-    except gym.error.Error as e:
-        raise SystemExit(f"error: cannot make --env-id {args.env_id!r} ({e})") from None
-    space = probe.action_space
-    probe.close()
+        space = gym.make(args.env_id).action_space
+    except Exception as e:  # an unknown id, a missing dependency, a MUJOCO_GL renderer this machine lacks
+        hint = "; use MUJOCO_GL=egl on a machine without a display" if "MUJOCO_GL" in str(e) else ""
+        raise SystemExit(f"error: cannot make --env-id {args.env_id!r} ({e}){hint}") from None
     if not isinstance(space, gym.spaces.Box):
-        raise SystemExit(f"error: {args.env_id} has a {type(space).__name__} action space; NC-LQL needs a continuous Box")
+        raise SystemExit(f"error: {args.env_id} has a {type(space).__name__} action space; {ALGORITHM} needs a continuous Box")
     bounds = [  # (rule, test, flags)
         ("> 0", lambda v: v > 0, "w sigma_min step_size learning_rate"),
         (">= 1", lambda v: v >= 1, "num_levels steps_per_level total_timesteps num_envs buffer_size batch_size"),
@@ -121,41 +110,33 @@ def check_args(args: Args) -> None:
         for name in names.split()
         if not test(getattr(args, name))
     ]
-    if args.num_levels > 1 and not args.sigma_max > args.sigma_min:
-        problems.append(f"--sigma-max ({args.sigma_max}) must be > --sigma-min ({args.sigma_min}) when --num-levels > 1")
-    if args.autotune_w and (args.autotune_frequency < 1 or args.autotune_states < 1 or not 0 < args.autotune_lr <= 1):
-        problems.append("--autotune-frequency and --autotune-states must be >= 1 and --autotune-lr in (0, 1] (a Newton step)")
-    if args.resume and args.eval_checkpoint:
-        problems.append("--resume (continue training) and --eval-checkpoint (evaluate only) exclude each other")
-    if args.cuda and not torch.cuda.is_available():
-        problems.append("--cuda was given but torch sees no CUDA device")
-    if args.cudagraphs and not args.cuda:
-        problems.append("--cudagraphs needs --cuda (CUDA graphs run on a GPU only)")
-    can_train = not args.eval_checkpoint  # runs that could never make an update
-    if can_train and args.batch_size > args.buffer_size:
-        problems.append(f"--batch-size {args.batch_size} exceeds --buffer-size {args.buffer_size}: nothing would train")
-    if can_train and args.learning_starts >= args.total_timesteps:
-        problems.append(
-            f"--learning-starts {args.learning_starts} is not shorter than --total-timesteps {args.total_timesteps}: "
-            "the run would end in the random warm-up, before any update"
-        )
-    elif can_train and args.batch_size > args.total_timesteps:
-        problems.append(
-            f"--batch-size {args.batch_size} exceeds --total-timesteps {args.total_timesteps}: nothing would train"
-        )
-    if args.track and importlib.util.find_spec("wandb") is None:
-        problems.append("--track needs wandb: pip install wandb")
-    if args.capture_video and importlib.util.find_spec("moviepy") is None:  # gymnasium's RecordVideo writes with moviepy
-        problems.append("--capture-video needs moviepy: pip install moviepy")
-    if not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
-        problems.append(f"{args.env_id} has an unbounded Box action space; NC-LQL samples in a bounded box")
-    if args.autotune_w and args.autotune_chains <= space.shape[0] + 1:
-        problems.append(f"--autotune-chains must exceed dim(A) + 1 = {space.shape[0] + 1} (a covariance per state)")
-    if args.autotune_w and args.target_entropy_per_dim >= math.log(2):  # the uniform law has the most: w would rise forever
-        problems.append(
-            f"--target-entropy-per-dim {args.target_entropy_per_dim} is unreachable: the most any law on [-1, 1]^d "
-            f"has is log 2 = {math.log(2):.3f} per dimension"
-        )
+    a, trains, lacks = args, not args.eval_checkpoint, lambda package: importlib.util.find_spec(package) is None
+    never, most = ": nothing would train", f"the most any law on [-1, 1]^d has is log 2 = {math.log(2):.3f} per dimension"
+    problems += [  # runs that could never train, flags that exclude each other, what this machine lacks
+        message
+        for failed, message in [
+            (a.num_levels > 1 and a.sigma_max <= a.sigma_min, "--sigma-max must be > --sigma-min when --num-levels > 1"),
+            (a.autotune_w and not (a.autotune_frequency >= 1 and a.autotune_states >= 1 and 0 < a.autotune_lr <= 1),
+             "--autotune-frequency and --autotune-states must be >= 1 and --autotune-lr in (0, 1] (a Newton step)"),
+            (a.resume and a.eval_checkpoint, "--resume (train on) and --eval-checkpoint (evaluate only) exclude each other"),
+            (a.cuda and not torch.cuda.is_available(), "--cuda was given but torch sees no CUDA device"),
+            (a.cudagraphs and not a.cuda, "--cudagraphs needs --cuda (CUDA graphs run on a GPU only)"),
+            (trains and a.batch_size > a.buffer_size,
+             f"--batch-size {a.batch_size} exceeds --buffer-size {a.buffer_size}{never}"),
+            (trains and a.learning_starts >= a.total_timesteps, f"--learning-starts {a.learning_starts} is not shorter than "
+             f"--total-timesteps {a.total_timesteps}: the run would end in the random warm-up, before any update"),
+            (trains and a.learning_starts < a.total_timesteps < a.batch_size,
+             f"--batch-size {a.batch_size} exceeds --total-timesteps {a.total_timesteps}{never}"),
+            (a.track and lacks("wandb"), "--track needs wandb: pip install wandb"),
+            (a.capture_video and lacks("moviepy"), "--capture-video needs moviepy: pip install moviepy"),
+            (not np.isfinite([space.low, space.high]).all(), f"{a.env_id} has an unbounded Box action space"),
+            (a.autotune_w and a.autotune_chains <= space.shape[0] + 1,
+             f"--autotune-chains must exceed dim(A) + 1 = {space.shape[0] + 1} (a covariance per state)"),
+            (a.autotune_w and a.target_entropy_per_dim >= math.log(2),  # the uniform law's: w would rise forever
+             f"--target-entropy-per-dim {a.target_entropy_per_dim} is unreachable: {most}"),
+        ]
+        if failed
+    ]  # fmt: skip
     if problems:
         raise SystemExit("error: " + "; ".join(problems))
     if args.capture_video:
@@ -163,28 +144,23 @@ def check_args(args: Args) -> None:
 
 
 def check_rendering(env_id):
-    """Renders one frame before anything is written (with no display, EGL: MuJoCo's default GLFW needs one)."""
-    if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
-        os.environ["MUJOCO_GL"] = "egl"
+    """One frame rendered before anything is written (with no display, by EGL: MuJoCo's default GLFW needs one)."""
+    os.environ.setdefault("MUJOCO_GL", "glfw" if os.environ.get("DISPLAY") else "egl")
     try:
-        env = gym.make(env_id, render_mode="rgb_array")
-        env.reset(seed=0)
+        (env := gym.make(env_id, render_mode="rgb_array")).reset(seed=0)
         env.render()
-        env.close()
     except Exception as e:
         raise SystemExit(
-            f"error: --capture-video cannot render {env_id} with MUJOCO_GL={os.environ.get('MUJOCO_GL')} "
+            f"error: --capture-video cannot render {env_id} with MUJOCO_GL={os.environ['MUJOCO_GL']} "
             f"({type(e).__name__}); on a machine without a display use MUJOCO_GL=egl (needs libEGL)"
         ) from None
 
 
 def make_env(env_id, seed, idx, capture_video, run_name):
     def thunk():
-        if capture_video and idx == 0:
-            env = gym.make(env_id, render_mode="rgb_array")
-            env = gym.wrappers.RecordVideo(env, f"videos/{run_name}")
-        else:
-            env = gym.make(env_id)
+        video = capture_video and idx == 0
+        env = gym.make(env_id, render_mode="rgb_array" if video else None)
+        env = gym.wrappers.RecordVideo(env, f"videos/{run_name}") if video else env
         env.action_space.seed(seed + idx)
         return env
 
@@ -194,10 +170,8 @@ def make_env(env_id, seed, idx, capture_video, run_name):
 def make_vector_env(env_id, seed, num_envs, capture_video=False, run_name=""):
     # SAME_STEP autoreset: an ended episode's true last observation is in infos["final_obs"], so no transition spans a
     # reset (CleanRL's scripts mishandle gymnasium 1.x's default, NEXT_STEP)
-    envs = gym.vector.SyncVectorEnv(
-        [make_env(env_id, seed, i, capture_video, run_name) for i in range(num_envs)],
-        autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
-    )
+    thunks = [make_env(env_id, seed, i, capture_video, run_name) for i in range(num_envs)]
+    envs = gym.vector.SyncVectorEnv(thunks, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
     return gym.wrappers.vector.RecordEpisodeStatistics(envs)
 
 
@@ -216,22 +190,13 @@ def to_env_actions(actions, space):
 
 
 # ALGO LOGIC: the noise-conditioned critics, the annealed sampler, the replay buffer and the update (docs/nclql.md)
-def tanh_softplus(z):
-    """tanh(softplus(z)) from one exp, n / (n + 2) with n = e^z (e^z + 2), and e^z: cheaper than torch's mish."""
+def mish(z, with_derivative=False):
+    """The critics' activation z * t, t = tanh(softplus(z)) = n / (n + 2) with n = e^z (e^z + 2): one exp, cheaper than
+    torch's mish; with its derivative t + z (1 - t^2) sigmoid(z) for the hand-written gradient."""
     e = torch.exp(z.clamp(max=20.0))  # beyond 20, tanh(softplus(z)) == 1 in float32
     n = e * (e + 2)
-    return n / (n + 2), e
-
-
-def mish(z):
-    """mish(z) = z * tanh(softplus(z)), the critics' activation."""
-    return z * tanh_softplus(z)[0]
-
-
-def mish_and_derivative(z):
-    """mish(z) and mish'(z) = t + z (1 - t^2) sigmoid(z), t = tanh(softplus(z)), for the hand-written gradient."""
-    t, e = tanh_softplus(z)
-    return z * t, t + z * (1 - t**2) * (e / (1 + e))
+    t = n / (n + 2)
+    return (z * t, t + z * (1 - t**2) * (e / (1 + e))) if with_derivative else z * t
 
 
 class EnsembleLinear(nn.Module):
@@ -252,9 +217,8 @@ class EnsembleLinear(nn.Module):
 
 def noise_levels(sigma_max, sigma_min, num_levels):
     """Geometric ladder sigma_0 = sigma_max > ... > sigma_{L-1} = sigma_min; [sigma_min] if L = 1."""
-    if num_levels == 1:
-        return torch.tensor([sigma_min], dtype=torch.float64)
-    return torch.logspace(np.log10(sigma_max), np.log10(sigma_min), num_levels, dtype=torch.float64)
+    ladder = torch.logspace(np.log10(sigma_max), np.log10(sigma_min), num_levels, dtype=torch.float64)
+    return ladder if num_levels > 1 else torch.tensor([sigma_min], dtype=torch.float64)
 
 
 def sinusoidal_embedding(levels, dim=16):
@@ -298,10 +262,10 @@ class CriticEnsemble(nn.Module):
     def mean_action_gradient(self, features, actions):
         """grad_a of the critics' mean Q, backpropagated by hand: no autograd graph and no parameter gradients, about 2x
         faster than autograd (the sampler's hot path)."""
-        h, slope = mish_and_derivative(features + self.action_in(actions))
+        h, slope = mish(features + self.action_in(actions), True)
         slopes = [slope]
         for layer in self.hidden:
-            h, slope = mish_and_derivative(layer(h))
+            h, slope = mish(layer(h), True)
             slopes.append(slope)
         grad = self.out.weight.transpose(1, 2) * slopes[-1]  # dQ_i/dh_last: (E, N, hidden)
         for layer, slope in zip(reversed(self.hidden), reversed(slopes[:-1]), strict=True):
@@ -341,14 +305,12 @@ def annealed_langevin_sample(q_fn, actions, w, sigmas, steps_per_level, step_siz
 def mean_critic(qf, obs):
     """The sampler's q_fn and grad_fn: (a, level) -> the critics' mean Q (the mean keeps w the true temperature) and
     its action-gradient; the state and level features are computed once per call and level."""
-    state_features = qf.state_features(obs)
-    level_features = {}
+    state_features, level_features = qf.state_features(obs), {}
 
     def features(level):
         if level not in level_features:
             with torch.no_grad():
-                level_tensor = torch.full((1,), level, dtype=torch.long, device=obs.device)
-                level_features[level] = state_features + qf.level_features(level_tensor)
+                level_features[level] = state_features + qf.level_features(torch.full((1,), level, device=obs.device))
         return level_features[level]
 
     q_fn = lambda actions, level: qf.q_from_features(features(level), actions).mean(0)
@@ -382,13 +344,9 @@ class ReplayBuffer:
     FIELDS = ("obs", "next_obs", "actions", "rewards", "terminations")
 
     def __init__(self, capacity, obs_dim, act_dim, device):
-        self.capacity, self.device = capacity, device
-        self.obs = torch.zeros((capacity, obs_dim), dtype=torch.float32, device=device)
-        self.next_obs = torch.zeros((capacity, obs_dim), dtype=torch.float32, device=device)
-        self.actions = torch.zeros((capacity, act_dim), dtype=torch.float32, device=device)
-        self.rewards = torch.zeros(capacity, dtype=torch.float32, device=device)
-        self.terminations = torch.zeros(capacity, dtype=torch.float32, device=device)
-        self.pos, self.size = 0, 0
+        self.capacity, self.device, self.pos, self.size = capacity, device, 0, 0
+        for field, shape in zip(self.FIELDS, [(obs_dim,), (obs_dim,), (act_dim,), (), ()], strict=True):
+            setattr(self, field, torch.zeros((capacity, *shape), dtype=torch.float32, device=device))
 
     def add(self, obs, next_obs, actions, rewards, terminations):  # one transition per environment; the oldest go first
         n = len(rewards)
@@ -398,6 +356,10 @@ class ReplayBuffer:
         self.pos = (self.pos + n) % self.capacity
         self.size = min(self.size + n, self.capacity)
 
+    def sample(self, batch_size):
+        idx = torch.randint(0, self.size, (batch_size,), device=self.device)
+        return self.obs[idx], self.actions[idx], self.rewards[idx], self.next_obs[idx], self.terminations[idx]
+
     def state_dict(self):  # the filled rows only: the buffer fills from row 0 and wraps only when full
         return {"pos": self.pos, "size": self.size, **{f: getattr(self, f)[: self.size].clone() for f in self.FIELDS}}
 
@@ -405,10 +367,6 @@ class ReplayBuffer:
         for field in self.FIELDS:
             getattr(self, field)[: state["size"]] = state[field].to(self.device)
         self.pos, self.size = state["pos"], state["size"]
-
-    def sample(self, batch_size):
-        idx = torch.randint(0, self.size, (batch_size,), device=self.device)
-        return self.obs[idx], self.actions[idx], self.rewards[idx], self.next_obs[idx], self.terminations[idx]
 
 
 def noise_conditioning_loss(qf, obs, actions, sigmas, smoothed_target):
@@ -453,12 +411,9 @@ def update_critics(qf, qf_target, optimizer, batch, sigmas, args, w=None):
 
 def sampler_diagnostics(qf, obs, sampled_actions, clean_level):
     """Spread of sampled actions, the clean action-gradient's norm there, share of clipped coordinates."""
-    grad = mean_critic(qf, obs)[1](sampled_actions, clean_level)
-    return {
-        "sampler/action_std": sampled_actions.std(0).mean(),
-        "sampler/grad_norm": grad.norm(dim=-1).mean(),
-        "sampler/clip_fraction": (sampled_actions.abs() >= 1.0).float().mean(),
-    }
+    grad_norm = mean_critic(qf, obs)[1](sampled_actions, clean_level).norm(dim=-1).mean()
+    spread, clipped = sampled_actions.std(0).mean(), (sampled_actions.abs() >= 1.0).float().mean()
+    return {"sampler/action_std": spread, "sampler/grad_norm": grad_norm, "sampler/clip_fraction": clipped}
 
 
 # Automatic temperature (--autotune-w): w is the multiplier of the constraint E_s H(pi(.|s)) >= target, tuned by damped
@@ -481,26 +436,40 @@ def policy_entropy(sample, obs, n_chains):
     return gaussian_entropy(actions.view(obs.shape[0], n_chains, -1)).mean()
 
 
-def temperature_optimizer(log_w, act_dim, newton_fraction):
-    """SGD on log w with lr = fraction / (d / 2): a damped Newton step, the dual's curvature being d/2 for a quadratic Q."""
-    return torch.optim.SGD([log_w], lr=newton_fraction / (act_dim / 2))
+class Temperature(nn.Module):
+    """w: args.w, or with --autotune-w exp(log w), moved every --autotune-frequency updates by a dual step with gradient
+    H - target (w falls while the policy is more random than the target: SAC's rule) on the entropy of `sample` (states
+    -> actions); SGD at lr = fraction / (d / 2) makes it a damped Newton step, the dual's curvature being d/2 for a
+    quadratic Q. The target cools from the uniform law's d log 2 to the final one over --autotune-cooling-fraction."""
 
+    def __init__(self, args, act_dim, device):
+        super().__init__()
+        self.args, self.act_dim, self.seconds, self.since, self.logged = args, act_dim, 0.0, time.time(), {}
+        self.log_w = nn.Parameter(torch.tensor(math.log(args.w), device=device))  # the module's state_dict
+        self.optimizer = torch.optim.SGD([self.log_w], lr=args.autotune_lr / (act_dim / 2))  # stateless: not saved
 
-def scheduled_target_entropy(global_step, args, act_dim):
-    """The hot start: d log 2 (the uniform law's) at --learning-starts, linearly down to the final target by
-    --autotune-cooling-fraction of the learning steps (0: the final target throughout)."""
-    final, uniform = args.target_entropy_per_dim * act_dim, act_dim * math.log(2)
-    cooling_steps = args.autotune_cooling_fraction * (args.total_timesteps - args.learning_starts)
-    progress = min(max((global_step - args.learning_starts) / cooling_steps, 0.0), 1.0) if cooling_steps > 0 else 1.0
-    return uniform + progress * (final - uniform)
+    @property
+    def w(self):  # the samplers' w argument; None: the fixed args.w
+        return self.log_w.detach().exp() if self.args.autotune_w else None
 
+    def target_entropy(self, global_step):  # d log 2 (the uniform law's) at --learning-starts, cooling linearly
+        args, d = self.args, self.act_dim
+        cooling_steps = args.autotune_cooling_fraction * (args.total_timesteps - args.learning_starts)
+        progress = min(max((global_step - args.learning_starts) / cooling_steps, 0.0), 1.0) if cooling_steps > 0 else 1.0
+        return d * math.log(2) + progress * (args.target_entropy_per_dim * d - d * math.log(2))
 
-def temperature_step(log_w, w_optimizer, entropy, target_entropy):
-    """A dual step on log w, gradient H - target: w falls while the policy is more random than the target (SAC's rule)."""
-    w_loss = log_w * (entropy - target_entropy).detach()
-    w_optimizer.zero_grad()
-    w_loss.backward()
-    w_optimizer.step()
+    def step(self, sample, obs, n_updates, global_step):
+        if not self.args.autotune_w or n_updates % self.args.autotune_frequency:
+            return
+        start, target = time.time(), self.target_entropy(global_step)
+        entropy = policy_entropy(sample, obs[: self.args.autotune_states], self.args.autotune_chains)
+        self.optimizer.zero_grad()
+        (self.log_w * (entropy - target).detach()).backward()
+        self.optimizer.step()
+        self.seconds += time.time() - start
+        w, share = self.log_w.detach().exp(), self.seconds / (time.time() - self.since)
+        self.logged = {"losses/w": w, "losses/policy_entropy": entropy, "losses/target_entropy": target}
+        self.logged["charts/autotune_time_fraction"] = share
 
 
 def evaluate(qf, env_id, n_episodes, seed, sigmas, args, device, act=sample_actions, capture_video=False, run_name="", w=None):
@@ -511,67 +480,56 @@ def evaluate(qf, env_id, n_episodes, seed, sigmas, args, device, act=sample_acti
     while np.isnan(returns).any():
         actions = act(qf, torch.as_tensor(obs, dtype=torch.float32, device=device), sigmas, args, w)
         obs, _, _, _, infos = envs.step(to_env_actions(actions.cpu().numpy(), envs.single_action_space))
-        if "episode" in infos:
-            for i in np.flatnonzero(infos["_episode"]):
-                if np.isnan(returns[i]):
-                    returns[i] = infos["episode"]["r"][i]
+        for i in np.flatnonzero(infos.get("_episode", [])):  # each env's first episode
+            returns[i] = infos["episode"]["r"][i] if np.isnan(returns[i]) else returns[i]
     envs.close()
     return returns
 
 
 def train(args: Args):
+    args, checkpoint = from_checkpoint(args)  # --resume, --eval-checkpoint: the run's own flags (docs/checkpoints.md)
     check_args(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)  # a saturated mish makes denormal floats, slow on x86 CPUs: docs/speed.md#denormal-floats
-    if args.eval_checkpoint:
-        return evaluate_checkpoint(args)
     device = torch.device("cuda" if args.cuda else "cpu")
-    checkpoint = load_checkpoint(args.resume, args.env_id, device, resuming=args) if args.resume else None
-    run_name = checkpoint["run_name"] if checkpoint else f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    run_name = checkpoint["run_name"] if args.resume else f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
     random.seed(args.seed)
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
     torch.backends.cudnn.deterministic = args.torch_deterministic
-    writer = make_writer(args, run_name, checkpoint)
-    envs = make_vector_env(args.env_id, args.seed, args.num_envs, args.capture_video, run_name)
-    stop = StopSignals()  # the first SIGINT / SIGTERM: the loop checkpoints and exits after the current step
-    try:
-        obs_dim = int(np.prod(envs.single_observation_space.shape))
-        act_dim = int(np.prod(envs.single_action_space.shape))
-        qf = CriticEnsemble(obs_dim, act_dim).to(device)
-        qf_target = CriticEnsemble(obs_dim, act_dim).to(device)
-        qf_target.load_state_dict(qf.state_dict())
-        qf_target.requires_grad_(False)
-        if args.compile:
-            torch._inductor.config.fallback_random = True  # eager's random draws, hence eager's numbers
-        update, act = faster(update_critics, args), faster(sample_actions, args)
-        # capturable: Adam keeps its step count on the GPU, so that its step can live inside a CUDA graph
-        optimizer = torch.optim.Adam(qf.parameters(), lr=args.learning_rate, capturable=args.cudagraphs)
-        log_w = torch.tensor(math.log(args.w), device=device, requires_grad=True)  # tuned only with --autotune-w
-        w_optimizer = temperature_optimizer(log_w, act_dim, args.autotune_lr)
-        sigmas = noise_levels(args.sigma_max, args.sigma_min, args.num_levels)  # on the host: step sizes are floats
-        rb = ReplayBuffer(args.buffer_size, obs_dim, act_dim, device)
+    envs = make_vector_env(args.env_id, args.seed, args.num_envs, args.capture_video and not args.eval_checkpoint, run_name)
+    obs_dim = int(np.prod(envs.single_observation_space.shape))
+    act_dim = int(np.prod(envs.single_action_space.shape))
+    qf = CriticEnsemble(obs_dim, act_dim).to(device)
+    qf_target = CriticEnsemble(obs_dim, act_dim).to(device)
+    qf_target.load_state_dict(qf.state_dict())
+    qf_target.requires_grad_(False)
+    update, act = faster(update_critics, args), faster(sample_actions, args)
+    # capturable: Adam keeps its step count on the GPU, so that its step can live inside a CUDA graph
+    optimizer = torch.optim.Adam(qf.parameters(), lr=args.learning_rate, capturable=args.cudagraphs)
+    temperature = Temperature(args, act_dim, device)
+    sigmas = noise_levels(args.sigma_max, args.sigma_min, args.num_levels)  # on the host: step sizes are floats
+    rb = ReplayBuffer(args.buffer_size, obs_dim, act_dim, device)
+    evaluate_now = lambda w, video=False: evaluate(
+        qf, args.env_id, args.eval_episodes, args.seed + 10_000, sigmas, args, device, act, video, run_name, w
+    )
+    if args.eval_checkpoint:  # the saved critics, with the sampler settings and the w they were trained with
+        envs.close()
+        qf.load_state_dict(checkpoint["qf"])
+        temperature.load_state_dict(checkpoint["temperature"])
+        returns = evaluate_now(temperature.w, args.capture_video)
+        print(f"{args.eval_checkpoint} on {args.env_id}: eval_return={returns.mean():.1f} ± {returns.std():.1f}")
+        return returns
+    stateful = dict(qf=qf, qf_target=qf_target, optimizer=optimizer, temperature=temperature, rb=rb)
+    global_step, n_updates = restore(checkpoint, stateful, args) if checkpoint else (0, 0)
 
-        # TRY NOT TO MODIFY: start the game
-        obs, _ = envs.reset(seed=args.seed)
-        recent_returns, n_updates, global_step, start_iteration, next_eval = [], 0, 0, 0, args.eval_frequency or None
-        if checkpoint is not None:  # continue exactly where the checkpoint was written
-            obs, recent_returns, n_updates, global_step, start_iteration, next_eval = resume_from(
-                checkpoint, args, qf, qf_target, optimizer, log_w, w_optimizer, rb, envs
-            )
-        every = args.checkpoint_frequency
-        next_checkpoint = (global_step // every + 1) * every if every else math.inf  # the next multiple of the frequency
-        last_checkpoint, evaluated_at = args.resume, None  # the final evaluation reuses one made at the last step
-        start_time, start_step = time.time(), global_step
-        autotune_seconds, entropy = 0.0, None  # the tuner's time (logged) and its last entropy estimate
-        w = log_w.detach().exp() if args.autotune_w else None  # None: the fixed args.w (here for a run resumed at its end)
-        progress = ProgressLine(args, global_step)
-        n_iterations = -(-args.total_timesteps // args.num_envs)
-        for iteration in range(start_iteration, n_iterations):
-            iteration_start = time.time()
+    # TRY NOT TO MODIFY: start the game (a resumed run starts new episodes: docs/checkpoints.md)
+    obs, _ = envs.reset(seed=args.seed + global_step)
+    with Run(args, run_name, stateful, envs, checkpoint) as run:
+        while global_step < args.total_timesteps:
             global_step += args.num_envs  # env steps, not vector steps (CleanRL #465)
-            w = log_w.detach().exp() if args.autotune_w else None
+            w = temperature.w
             # ALGO LOGIC: put action logic here
             if global_step <= args.learning_starts:
                 actions = torch.rand(args.num_envs, act_dim, device=device) * 2 - 1
@@ -581,12 +539,7 @@ def train(args: Args):
 
             # TRY NOT TO MODIFY: execute the game and log data.
             next_obs, rewards, terminations, truncations, infos = envs.step(to_env_actions(actions, envs.single_action_space))
-            if "episode" in infos:
-                for i in np.flatnonzero(infos["_episode"]):  # every finished env, not only the first (CleanRL #481)
-                    episodic_return = float(infos["episode"]["r"][i])
-                    recent_returns = (recent_returns + [episodic_return])[-10:]
-                    writer.add_scalar("charts/episodic_return", episodic_return, global_step)
-                    writer.add_scalar("charts/episodic_length", int(infos["episode"]["l"][i]), global_step)
+            run.episodes(infos, global_step)
             rb.add(obs, real_next_observations(next_obs, terminations, truncations, infos), actions, rewards, terminations)
             obs = next_obs
 
@@ -595,220 +548,203 @@ def train(args: Args):
                 batch = rb.sample(args.batch_size)
                 qf_losses, qf_values, nc_loss, next_actions = update(qf, qf_target, optimizer, batch, sigmas, args, w)
                 n_updates += 1
-                if progress.learning_since is None:
-                    progress.first_update_done(global_step, time.time() - iteration_start)
-                if not torch.isfinite(torch.cat([qf_losses, qf_values, nc_loss[None], log_w.detach()[None]])).all():
-                    raise SystemExit(  # stop: no training on garbage
-                        f"error: non-finite loss or Q-value at global_step={global_step} (update {n_updates}); "
-                        f"last good checkpoint: {last_checkpoint or 'none written'}"
-                    )
-                if args.autotune_w and n_updates % args.autotune_frequency == 0:
-                    tune_start = time.time()
-                    sample = lambda o, w=w: act(qf, o, sigmas, args, w)
-                    entropy = policy_entropy(sample, batch[0][: args.autotune_states], args.autotune_chains)
-                    target_entropy = scheduled_target_entropy(global_step, args, act_dim)
-                    temperature_step(log_w, w_optimizer, entropy, target_entropy)
-                    autotune_seconds += time.time() - tune_start
+                temperature.step(lambda o, w=w: act(qf, o, sigmas, args, w), batch[0], n_updates, global_step)
                 if n_updates % args.log_frequency == 0 or n_updates == 1:  # the first at once: it trains
-                    tuned = None
-                    if entropy is not None:  # w, its entropy and target, and the tuner's share of the time
-                        share = autotune_seconds / (time.time() - start_time)
-                        tuned = log_w.exp().item(), entropy.item(), target_entropy, share
-                    sps = int((global_step - start_step) / (time.time() - start_time))
                     diagnostics = sampler_diagnostics(qf, batch[3], next_actions, args.num_levels - 1)
-                    log_update(writer, global_step, qf_losses, qf_values, nc_loss, diagnostics, sps, tuned)
+                    run.update(global_step, n_updates, qf_losses, qf_values, nc_loss, diagnostics, temperature.logged)
 
-            if next_eval is not None and global_step >= next_eval:
-                next_eval += args.eval_frequency
-                evaluated_at = global_step
-                eval_returns = evaluate(
-                    qf, args.env_id, args.eval_episodes, args.seed + 10_000, sigmas, args, device, act, w=w
-                )
-                writer.add_scalar("eval/episodic_return", eval_returns.mean(), global_step)
-                print(f"global_step={global_step}, eval_return={eval_returns.mean():.1f} ± {eval_returns.std():.1f}")
-            if global_step >= next_checkpoint or stop.received:  # docs/checkpoints.md
-                next_checkpoint += every
-                loop = dict(obs=obs, recent_returns=recent_returns, n_updates=n_updates, global_step=global_step)
-                loop.update(iteration=iteration, next_eval=next_eval)
-                state = checkpoint_state(args, run_name, qf, qf_target, optimizer, log_w, w_optimizer, rb, envs, loop)
-                last_checkpoint = save_checkpoint(f"runs/{run_name}/checkpoint.pt", state)
-            if stop.received:
-                writer.flush()
-                stop.exit(global_step, last_checkpoint)
-            progress.print(global_step, n_updates, recent_returns, force=iteration == n_iterations - 1)
+            # TRY NOT TO MODIFY: evaluation, checkpoint (the run stops there after a SIGINT / SIGTERM), console line
+            if args.eval_frequency and global_step % args.eval_frequency < args.num_envs:  # passed a multiple
+                run.evaluation(global_step, evaluate_now(w))
+            run.checkpoint(global_step, n_updates)
+            run.progress(global_step, n_updates)
 
-        if evaluated_at != global_step:
-            eval_returns = evaluate(qf, args.env_id, args.eval_episodes, args.seed + 10_000, sigmas, args, device, act, w=w)
-            writer.add_scalar("eval/episodic_return", eval_returns.mean(), global_step)
-        print(f"global_step={global_step}, final eval_return={eval_returns.mean():.1f} ± {eval_returns.std():.1f}")
+        if run.evaluated_at != global_step:  # the final evaluation, unless one ran at the last step
+            run.evaluation(global_step, evaluate_now(temperature.w))
         if args.save_model:
-            model_path = f"runs/{run_name}/{args.exp_name}.cleanrl_model"
-            model = {"algorithm": ALGORITHM, "args": asdict(args), "qf": qf.state_dict(), "qf_target": qf_target.state_dict()}
-            model["w"] = log_w.exp().item() if args.autotune_w else args.w  # the w the critics act with
-            torch.save(model, model_path)
-            print(f"model saved to {model_path}")
-    finally:
-        stop.restore()
-        envs.close()
-        writer.close()
-        if args.track:
-            import wandb
-
-            wandb.finish()
+            model = dict(algorithm=ALGORITHM, args=asdict(args), qf=qf.state_dict(), temperature=temperature.state_dict())
+            torch.save(model, path := f"runs/{run_name}/{args.exp_name}.cleanrl_model")
+            print(f"model saved to {path}")
     return qf, f"runs/{run_name}"
 
 
-# The machinery below the loop: logging, resume, checkpoints, progress, speed, evaluation of saved critics
-def make_writer(args, run_name, checkpoint):
-    """CleanRL's writer (--track: synced to W&B); a resumed run appends, hiding what was logged after its checkpoint."""
-    if args.track:
-        import wandb
+# The machinery below the loop: logging, checkpoints and resume, speed (docs/checkpoints.md, docs/speed.md)
+class Run(contextlib.AbstractContextManager):
+    """What a run writes: CleanRL's TensorBoard logs (--track: synced to W&B), a console line every ~10 s, and
+    runs/{run_name}/checkpoint.pt every --checkpoint-frequency env steps and at a SIGINT / SIGTERM, which then ends the
+    run with the command that resumes it (a second signal stops at once)."""
 
-        run = dict(project=args.wandb_project_name, entity=args.wandb_entity, name=run_name, config=vars(args))
-        wandb.init(**run, sync_tensorboard=True, save_code=True)
-    writer = SummaryWriter(f"runs/{run_name}", purge_step=checkpoint["global_step"] + 1 if checkpoint else None)
-    if checkpoint is None:
+    def __init__(self, args, run_name, stateful, envs, checkpoint=None):
+        if args.track:
+            import wandb
+
+            run = dict(project=args.wandb_project_name, entity=args.wandb_entity, name=run_name, config=vars(args))
+            wandb.init(**run, sync_tensorboard=True, save_code=True)
+        step = checkpoint["global_step"] if checkpoint else 0  # a resumed run hides what was logged after its checkpoint
+        self.writer = SummaryWriter(f"runs/{run_name}", purge_step=step + 1 if checkpoint else None)
         table = "\n".join(f"|{key}|{value}|" for key, value in vars(args).items())
-        writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + table)
-    return writer
-
-
-def log_update(writer, global_step, qf_losses, qf_values, nc_loss, diagnostics, sps, tuned=None):
-    """The losses and sampler diagnostics of an update; `tuned`: (w, entropy, target entropy, time share) once tuned."""
-    if tuned is not None:
-        for key, value in zip(("losses/w", "losses/policy_entropy", "losses/target_entropy"), tuned[:3], strict=True):
-            writer.add_scalar(key, value, global_step)
-        writer.add_scalar("charts/autotune_time_fraction", tuned[3], global_step)
-    for i in range(2):
-        writer.add_scalar(f"losses/qf{i + 1}_values", qf_values[i].item(), global_step)
-        writer.add_scalar(f"losses/qf{i + 1}_loss", qf_losses[i].item(), global_step)
-    writer.add_scalar("losses/qf_loss", qf_losses.sum().item() / 2, global_step)
-    writer.add_scalar("losses/nc_loss", nc_loss.item() / 2, global_step)
-    for key, value in diagnostics.items():
-        writer.add_scalar(key, value.item(), global_step)
-    writer.add_scalar("charts/SPS", sps, global_step)
-
-
-def resume_from(checkpoint, args, qf, qf_target, optimizer, log_w, w_optimizer, rb, envs):
-    """Restores everything `checkpoint` holds; returns the loop's state (obs, counters, next iteration, next_eval)."""
-    for group in checkpoint["optimizer"]["param_groups"]:  # Adam's mode follows this run's --cudagraphs
-        group["capturable"] = args.cudagraphs
-    for key, part in dict(qf=qf, qf_target=qf_target, optimizer=optimizer, w_optimizer=w_optimizer).items():
-        part.load_state_dict(checkpoint[key])
-    with torch.no_grad():
-        log_w.copy_(checkpoint["log_w"])
-    if checkpoint["buffer"] is not None:
-        rb.load_state_dict(checkpoint["buffer"])
-    restore_env_state(envs, checkpoint["envs"])
-    rng = checkpoint["rng"]
-    random.setstate(rng["python"])
-    np.random.set_state(rng["numpy"])
-    torch.set_rng_state(rng["torch"].cpu())  # map_location may have moved it
-    if args.cuda and rng["cuda"] is not None:
-        torch.cuda.set_rng_state_all([state.cpu() for state in rng["cuda"]])
-    print(f"resumed {checkpoint['run_name']} at global_step={checkpoint['global_step']} from {args.resume}")
-    loop = [checkpoint[key] for key in ("obs", "recent_returns", "n_updates", "global_step")]
-    return *loop, checkpoint["iteration"] + 1, checkpoint["next_eval"]
-
-
-def checkpoint_state(args, run_name, qf, qf_target, optimizer, log_w, w_optimizer, rb, envs, loop):
-    """Everything a run needs to continue exactly as if it had not stopped; `loop`: the loop's state (obs, counters)."""
-    parts = dict(qf=qf, qf_target=qf_target, optimizer=optimizer, w_optimizer=w_optimizer)
-    state = dict(algorithm=ALGORITHM, args=asdict(args), run_name=run_name, **{k: p.state_dict() for k, p in parts.items()})
-    state["log_w"] = log_w.detach().clone()
-    state["w"] = log_w.exp().item() if args.autotune_w else args.w  # the w the critics act with
-    state["buffer"] = rb.state_dict() if args.checkpoint_buffer else None
-    rng = dict(python=random.getstate(), numpy=np.random.get_state(), torch=torch.get_rng_state())
-    rng["cuda"] = torch.cuda.get_rng_state_all() if args.cuda else None
-    return {**state, "envs": env_state(envs), **loop, "rng": rng}
-
-
-class StopSignals:
-    """The first SIGINT / SIGTERM only sets `received`: the loop then checkpoints and exits; a second one stops at once."""
-
-    def __init__(self):
-        self.received = None
-        self.previous = {s: signal.signal(s, self.on_signal) for s in STOP_SIGNALS}
+        self.writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + table)
+        self.args, self.run_name, self.stateful, self.envs = args, run_name, stateful, envs
+        self.path, self.returns, self.evaluated_at, self.signal = f"runs/{run_name}/checkpoint.pt", [], None, None
+        self.start = self.last_print = (time.time(), step)
+        self.learning_since = None  # (time, step) after this process's first update: the pace excludes compiling
+        self.handlers = {s: signal.signal(s, self.on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
 
     def on_signal(self, signum, frame):
-        if self.received:
+        if self.signal:
             raise KeyboardInterrupt
-        self.received = signum
+        self.signal = signum
 
-    def exit(self, global_step, path):
-        print(
-            f"{signal.Signals(self.received).name} at global_step={global_step}: checkpoint written to {path}; "
-            f"resume with: {resume_command(path)}",
-            file=sys.stderr,
-        )
-        sys.exit(128 + self.received)
-
-    def restore(self):
-        for s, handler in self.previous.items():
+    def __exit__(self, *exception):
+        for s, handler in self.handlers.items():
             signal.signal(s, handler)
+        self.writer.close()
+        self.envs.close()
+        if self.args.track:
+            sys.modules["wandb"].finish()
 
+    def episodes(self, infos, global_step):
+        for i in np.flatnonzero(infos.get("_episode", [])):  # every finished env, not only the first (CleanRL #481)
+            self.returns = [*self.returns[-9:], float(infos["episode"]["r"][i])]
+            self.writer.add_scalar("charts/episodic_return", self.returns[-1], global_step)
+            self.writer.add_scalar("charts/episodic_length", int(infos["episode"]["l"][i]), global_step)
 
-class ProgressLine:
-    """The console line every 10 s; the time left comes from the rate of learning after the first update (compiling)."""
+    def update(self, global_step, n_updates, qf_losses, qf_values, nc_loss, diagnostics, tuned):
+        scalars = {"losses/qf_loss": qf_losses.sum() / 2, "losses/nc_loss": nc_loss / 2, **diagnostics, **tuned}
+        for i in range(2):
+            scalars.update({f"losses/qf{i + 1}_values": qf_values[i], f"losses/qf{i + 1}_loss": qf_losses[i]})
+        scalars = {key: float(value) for key, value in scalars.items()}  # one device sync per logged update
+        if not all(map(math.isfinite, scalars.values())):  # stop: no training on garbage
+            last = self.path if os.path.exists(self.path) else "none written"
+            raise SystemExit(f"error: non-finite loss or Q-value at global_step={global_step} (update {n_updates}); "
+                             f"last good checkpoint: {last}")  # fmt: skip
+        scalars["charts/SPS"] = int((global_step - self.start[1]) / (time.time() - self.start[0]))
+        for key, value in scalars.items():
+            self.writer.add_scalar(key, value, global_step)
 
-    def __init__(self, args, global_step):
-        self.args, self.last_print, self.last_step = args, time.time(), global_step
-        self.learning_since = None  # (time, global_step) at the end of this process's first update
+    def evaluation(self, global_step, returns):
+        self.evaluated_at = global_step
+        self.writer.add_scalar("eval/episodic_return", returns.mean(), global_step)
+        print(f"global_step={global_step}, eval_return={returns.mean():.1f} ± {returns.std():.1f}", flush=True)
 
-    def first_update_done(self, global_step, seconds):
-        self.learning_since = (time.time(), global_step)
-        compiled = " (compilation included)" if self.args.compile else ""
-        print(f"global_step={global_step}: first update done, {seconds:.1f}s for its step{compiled}", flush=True)
-
-    def print(self, global_step, n_updates, recent_returns, force=False):
-        args = self.args
-        if args.compile and global_step <= args.learning_starts < global_step + args.num_envs:  # minutes of silence next
-            print(
-                f"global_step={global_step}: learning starts; --compile compiles the sampler and the update first", flush=True
-            )
-        now = time.time()
-        if now - self.last_print < 10 and not force:
+    def checkpoint(self, global_step, n_updates):
+        """Each part of `stateful` by its state_dict (the buffer only with --checkpoint-buffer), the counters and torch's
+        RNG states; written atomically (a crash while writing keeps the previous one), never from non-finite critics."""
+        every = self.args.checkpoint_frequency
+        if not (every and global_step % every < self.args.num_envs or self.signal):
             return
-        sps = (global_step - self.last_step) / max(now - self.last_print, 1e-9)
-        self.last_print, self.last_step = now, global_step
-        recent = f"{np.mean(recent_returns):.1f}" if recent_returns else "n/a"
+        if not all(p.isfinite().all() for p in self.stateful["qf"].parameters()):
+            raise SystemExit(f"error: non-finite critics at global_step={global_step}; last good checkpoint: {self.path}")
+        state = {k: part.state_dict() for k, part in self.stateful.items() if k != "rb" or self.args.checkpoint_buffer}
+        rng = dict(torch=torch.get_rng_state(), cuda=torch.cuda.get_rng_state_all() if self.args.cuda else None)
+        state.update(algorithm=ALGORITHM, args=asdict(self.args), run_name=self.run_name, rng=rng)
+        with open(self.path + ".tmp", "wb") as f:
+            torch.save({**state, "global_step": global_step, "n_updates": n_updates}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(self.path + ".tmp", self.path)
+        if self.signal:
+            print(f"{signal.Signals(self.signal).name} at global_step={global_step}: checkpoint written to {self.path}; "
+                  f"resume with: python {os.path.relpath(__file__)} --resume {self.path}", file=sys.stderr)  # fmt: skip
+            sys.exit(128 + self.signal)
+
+    def progress(self, global_step, n_updates):
+        """Plain lines, clean in a log file; the time left comes from the pace after this process's first update."""
+        (then, step), now, args = self.last_print, time.time(), self.args
+        self.learning_since = self.learning_since or ((now, global_step) if n_updates else None)
+        if now - then < 10 and global_step < args.total_timesteps:
+            return
+        self.last_print, since = (now, global_step), self.learning_since
         if global_step <= args.learning_starts:
-            phase = f"warm-up (random actions until step {args.learning_starts})"
-        elif self.learning_since is None or global_step == self.learning_since[1]:
+            phase = f"warm-up: random actions until step {args.learning_starts}"
+            phase += ", then --compile compiles the sampler and the update" if args.compile else ""
+        elif since is None or global_step == since[1]:
             phase = "time_left=? (measured once learning runs)"
         else:
-            rate = (global_step - self.learning_since[1]) / (now - self.learning_since[0])
-            phase = f"time_left={(args.total_timesteps - global_step) / rate / 60:.1f}min"
-        line = f"global_step={global_step}/{args.total_timesteps}, recent_return={recent}, SPS={sps:.0f}, updates={n_updates}"
-        print(f"{line}, {phase}", flush=True)
+            phase = (
+                f"time_left={(args.total_timesteps - global_step) * (now - since[0]) / (global_step - since[1]) / 60:.1f}min"
+            )
+        recent, sps = np.mean(self.returns) if self.returns else float("nan"), (global_step - step) / max(now - then, 1e-9)
+        print(f"global_step={global_step}/{args.total_timesteps}, recent_return={recent:.1f}, SPS={sps:.0f}, "
+              f"updates={n_updates}, {phase}", flush=True)  # fmt: skip
+
+
+def restore(checkpoint, stateful, args):
+    """Loads each part the checkpoint holds (without the buffer, it refills first) and torch's RNG states; returns the
+    counters. The environments start new episodes: the run goes on the same in law, not bit for bit."""
+    for group in checkpoint["optimizer"]["param_groups"]:  # Adam's mode follows this run's --cudagraphs
+        group["capturable"] = args.cudagraphs
+    for key in stateful.keys() & checkpoint.keys():
+        stateful[key].load_state_dict(checkpoint[key])
+    torch.set_rng_state(checkpoint["rng"]["torch"])
+    if args.cuda and checkpoint["rng"]["cuda"] is not None:
+        torch.cuda.set_rng_state_all(checkpoint["rng"]["cuda"])
+    print(f"resumed at global_step={checkpoint['global_step']} from {args.resume}")
+    return checkpoint["global_step"], checkpoint["n_updates"]
+
+
+SETTABLE = dict(  # the flags the command line may set when --resume continues a run or --eval-checkpoint evaluates it
+    resume="total_timesteps checkpoint_frequency checkpoint_buffer compile cudagraphs threads track wandb_project_name "
+    "wandb_entity",
+    eval_checkpoint="eval_episodes capture_video seed cuda compile threads",
+)
+
+
+def from_checkpoint(args):
+    """--resume / --eval-checkpoint PATH: the checkpoint, and its run's Args with the SETTABLE flags given on the command
+    line; any other flag given there with a value other than the run's is refused."""
+    flag = "resume" if args.resume else "eval_checkpoint" if args.eval_checkpoint else None
+    if flag is None:
+        return args, None
+    checkpoint, settable = load_checkpoint(getattr(args, flag)), [flag, *SETTABLE[flag].split()]
+    saved = {k: v for k, v in checkpoint["args"].items() if k in Args.__dataclass_fields__ and k not in SETTABLE}
+    given = {k: v for k, v in asdict(args).items() if v != getattr(Args, k)}  # the flags that differ from the defaults
+    for k, v in given.items():
+        if k not in settable and saved.get(k) != v:
+            allowed = ", ".join(f"--{name}" for name in settable[1:]).replace("_", "-")
+            raise SystemExit(f"error: --{k.replace('_', '-')} {v} differs from the checkpoint's {saved.get(k)} "
+                             f"(with --{flag.replace('_', '-')} only {allowed} may change)")  # fmt: skip
+    return Args(**{**saved, **{k: v for k, v in given.items() if k in settable}}), checkpoint
+
+
+def load_checkpoint(path):
+    """A checkpoint or saved model of this script, read with weights_only=True: tensors and plain values only, so that a
+    file someone shared cannot run code. A missing, truncated, foreign or unsafe file is refused in one line."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise SystemExit(f"error: no checkpoint at {path}") from None
+    except Exception as e:  # a truncated or foreign file fails in zip, pickle or EOF handling
+        if "Weights only load failed" in str(e):
+            raise SystemExit(f"error: {path} holds more than tensors and plain values (loading it could run code)") from None
+        raise SystemExit(f"error: cannot read checkpoint {path} (truncated or not a checkpoint: {type(e).__name__})") from None
+    if not isinstance(checkpoint, dict) or not {"algorithm", "args", "qf", "temperature"} <= checkpoint.keys():
+        raise SystemExit(f"error: {path} is not a checkpoint of this project's scripts")
+    if checkpoint["algorithm"] != ALGORITHM:
+        raise SystemExit(f"error: {path} is a {checkpoint['algorithm']} checkpoint; this script is {ALGORITHM}")
+    return checkpoint
 
 
 def faster(fn, args):
-    """`fn` compiled by --compile (one graph per shape) and replayed from CUDA graphs by --cudagraphs (docs/speed.md)."""
+    """`fn` compiled by --compile (one graph per shape, eager's random draws) and replayed from CUDA graphs by --cudagraphs."""
+    if args.compile:
+        torch._inductor.config.fallback_random = True
     fn = torch.compile(fn, dynamic=False) if args.compile else fn
     return CudaGraphed(fn) if args.cudagraphs else fn
 
 
 class CudaGraphed:
     """`fn` replayed from CUDA graphs: one launch per call (small networks are bound by launch overhead). One graph per
-    signature, the CUDA tensor arguments' shapes (one level into tuples) and every other argument's identity (baked in:
-    it may change only in place); the first calls run eagerly on a side stream, as capture requires (docs/speed.md)."""
+    signature: the CUDA tensor arguments' shapes (one level into tuples) and every other argument's identity (baked in:
+    it may change only in place); the first calls run eagerly on a side stream, as capture requires."""
 
     def __init__(self, fn, warmup_calls=3):
-        self.fn, self.warmup_calls = fn, warmup_calls
-        self.calls, self.graphs = {}, {}
-
-    @staticmethod
-    def is_input(x):  # the arguments copied into the graph at each call; all others are baked in
-        return isinstance(x, torch.Tensor) and x.is_cuda
-
-    @staticmethod
-    def flatten(args):
-        return [x for a in args for x in (a if isinstance(a, tuple) else (a,))]
+        self.fn, self.warmup_calls, self.calls, self.graphs = fn, warmup_calls, {}, {}
 
     def __call__(self, *args):
-        flat_args = self.flatten(args)
-        key = tuple((x.shape, x.dtype) if self.is_input(x) else id(x) for x in flat_args)
+        is_input = lambda x: isinstance(x, torch.Tensor) and x.is_cuda  # copied in at each call; all else is baked in
+        flat = [x for a in args for x in (a if isinstance(a, tuple) else (a,))]
+        key = tuple((x.shape, x.dtype) if is_input(x) else id(x) for x in flat)
         self.calls[key] = self.calls.get(key, 0) + 1
         if self.calls[key] <= self.warmup_calls:
             side_stream = torch.cuda.Stream()
@@ -817,136 +753,18 @@ class CudaGraphed:
                 outputs = self.fn(*args)
             torch.cuda.current_stream().wait_stream(side_stream)
             return outputs
-        if key not in self.graphs:  # capture: records the kernels without running them
-            copy_if_input = lambda x: x.clone() if self.is_input(x) else x
-            static_args = tuple(tuple(map(copy_if_input, a)) if isinstance(a, tuple) else copy_if_input(a) for a in args)
+        if key not in self.graphs:  # capture: records the kernels on copies of the inputs, without running them
+            copies = iter(static_inputs := [x.clone() for x in flat if is_input(x)])
+            swap = lambda x: next(copies) if is_input(x) else x
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph):
-                static_outputs = self.fn(*static_args)
-            self.graphs[key] = (graph, [x for x in self.flatten(static_args) if self.is_input(x)], static_outputs)
+                static_outputs = self.fn(*(tuple(map(swap, a)) if isinstance(a, tuple) else swap(a) for a in args))
+            self.graphs[key] = (graph, static_inputs, static_outputs)
         graph, static_inputs, static_outputs = self.graphs[key]
-        for static_input, x in zip(static_inputs, [x for x in flat_args if self.is_input(x)], strict=True):
+        for static_input, x in zip(static_inputs, [x for x in flat if is_input(x)], strict=True):
             static_input.copy_(x)
         graph.replay()
         return tuple(x.clone() for x in static_outputs) if isinstance(static_outputs, tuple) else static_outputs.clone()
-
-
-# Checkpoints (docs/checkpoints.md): the flags a resumed run may change; any other difference is refused
-RESUMABLE_CHANGES = set(
-    "resume eval_checkpoint total_timesteps checkpoint_frequency checkpoint_buffer compile cudagraphs threads track "
-    "wandb_project_name wandb_entity".split()
-)
-
-
-def env_layers(envs):
-    """The vector env, its wrappers, and every sub-env with its wrappers, outermost first."""
-    layers, layer = [], envs
-    while isinstance(layer, gym.vector.VectorWrapper):
-        layers.append(layer)
-        layer = layer.env
-    layers.append(layer)
-    for env in layer.envs:
-        while isinstance(env, gym.Wrapper):
-            layers.append(env)
-            env = env.env
-        layers.append(env)
-    return layers
-
-
-def env_state(envs):
-    """The counters, arrays and RNGs of every env layer, and MuJoCo's physics (gymnasium pickles a fresh MuJoCo env)."""
-    state = []
-    for layer in env_layers(envs):
-        kept = (int, float, np.ndarray, np.random.Generator)
-        fields = {k: copy.deepcopy(v) for k, v in vars(layer).items() if isinstance(v, kept)}
-        if isinstance(getattr(layer, "data", None), mujoco.MjData):
-            physics = np.empty(mujoco.mj_stateSize(layer.model, mujoco.mjtState.mjSTATE_INTEGRATION))
-            mujoco.mj_getState(layer.model, layer.data, physics, mujoco.mjtState.mjSTATE_INTEGRATION)
-            fields["mujoco_integration_state"] = physics
-        state.append(fields)
-    return state
-
-
-def restore_env_state(envs, state):
-    """Puts back what `env_state` read, into freshly made and reset environments of the same kind."""
-    for layer, fields in zip(env_layers(envs), state, strict=True):
-        fields = dict(fields)
-        physics = fields.pop("mujoco_integration_state", None)
-        vars(layer).update(fields)
-        if physics is not None:
-            mujoco.mj_setState(layer.model, layer.data, physics, mujoco.mjtState.mjSTATE_INTEGRATION)
-            mujoco.mj_forward(layer.model, layer.data)  # derived quantities (positions of bodies) some envs read
-
-
-def save_checkpoint(path, state):
-    """Atomic (a temporary file, flushed, renamed over the last one): a crash while writing keeps the previous one."""
-    with open(path + ".tmp", "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(path + ".tmp", path)
-    return path
-
-
-def load_checkpoint(path, env_id, device, resuming=None):
-    """Reads a checkpoint or saved model; refuses with one line a missing, truncated or foreign file, another algorithm's,
-    one written for another environment than `env_id` (None: any), and one whose flags differ from those of the run
-    `resuming` it beyond RESUMABLE_CHANGES. Unpickles: load only files you trust."""
-    try:
-        checkpoint = torch.load(path, map_location=device, weights_only=False)
-    except FileNotFoundError:
-        raise SystemExit(f"error: no checkpoint at {path}") from None
-    except Exception as e:  # a truncated or foreign file fails in zip, pickle or EOF handling
-        raise SystemExit(f"error: cannot read checkpoint {path} (truncated or not a checkpoint: {type(e).__name__})") from None
-    if not isinstance(checkpoint, dict) or not {"algorithm", "args", "qf"} <= checkpoint.keys():
-        raise SystemExit(f"error: {path} is not a checkpoint of this project's scripts")
-    if checkpoint["algorithm"] != ALGORITHM:
-        raise SystemExit(f"error: {path} is a {checkpoint['algorithm']} checkpoint; this script is {ALGORITHM}")
-    saved = checkpoint["args"]
-    if env_id is not None and saved["env_id"] != env_id:
-        raise SystemExit(f"error: {path} was written for {saved['env_id']}, not --env-id {env_id}")
-    if resuming is not None:
-        for k, v in saved.items():
-            if k not in RESUMABLE_CHANGES and getattr(resuming, k, v) != v:
-                raise SystemExit(
-                    f"error: --{k.replace('_', '-')} {getattr(resuming, k)} differs from the checkpoint's {v}; "
-                    "resume with the run's own command line plus --resume PATH"
-                )
-    return checkpoint
-
-
-def resume_command(checkpoint_path):
-    """This run's command line with --resume PATH in place of any earlier --resume."""
-    argv = [a for i, a in enumerate(sys.argv) if not a.startswith("--resume") and (i == 0 or sys.argv[i - 1] != "--resume")]
-    return shlex.join(["python", *argv, "--resume", checkpoint_path])
-
-
-def evaluate_checkpoint(args: Args):
-    """--eval-checkpoint: the saved critics, acting with the sampler settings they were trained with."""
-    device = torch.device("cuda" if args.cuda else "cpu")
-    # the checkpoint's environment, unless --env-id names another (the default Walker2d-v4 stands for "not given")
-    checkpoint = load_checkpoint(args.eval_checkpoint, None if args.env_id == Args.env_id else args.env_id, device)
-    eval_time_args = ("eval_checkpoint", "eval_episodes", "capture_video", "seed", "cuda", "compile", "cudagraphs")
-    trained = {k: v for k, v in checkpoint["args"].items() if k in Args.__dataclass_fields__ and k not in eval_time_args}
-    args = Args(**{**asdict(args), **trained, "w": checkpoint["w"]})  # the tuned w, if tuned
-    probe = gym.make(args.env_id)
-    qf = CriticEnsemble(int(np.prod(probe.observation_space.shape)), int(np.prod(probe.action_space.shape))).to(device)
-    probe.close()
-    qf.load_state_dict(checkpoint["qf"])
-    torch.manual_seed(args.seed)
-    act = faster(sample_actions, args)
-    sigmas = noise_levels(args.sigma_max, args.sigma_min, args.num_levels)
-    run_name = f"{args.env_id}__{args.exp_name}__eval__{int(time.time())}"
-    returns = evaluate(
-        qf, args.env_id, args.eval_episodes, args.seed + 10_000, sigmas, args, device, act, args.capture_video, run_name
-    )
-    print(
-        f"{args.eval_checkpoint} on {args.env_id}: eval_return={returns.mean():.1f} ± {returns.std():.1f} "
-        f"over {len(returns)} episodes"
-    )
-    if args.capture_video:
-        print(f"video of the first episode in videos/{run_name}")
-    return returns
 
 
 if __name__ == "__main__":

@@ -44,16 +44,21 @@ def load(path):
     import gymnasium as gym
     import tyro
 
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    try:  # tensors and plain values only, as the scripts read them: a shared file cannot run code
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise SystemExit(f"error: no checkpoint at {path}") from None
     except Exception as e:
+        if "Weights only load failed" in str(e):
+            raise SystemExit(f"error: {path} holds more than tensors and plain values (loading it could run code)") from None
         raise SystemExit(f"error: cannot read checkpoint {path} ({type(e).__name__})") from None
-    if not isinstance(checkpoint, dict) or checkpoint.get("buffer") is None:
+    modules = {"LQL": "lql_continuous_action", "NC-LQL": "nclql_continuous_action"}
+    if not isinstance(checkpoint, dict) or checkpoint.get("algorithm") not in modules or "args" not in checkpoint:
+        raise SystemExit(f"error: {path} is not a checkpoint of this project's scripts")
+    if "rb" not in checkpoint:  # written with --no-checkpoint-buffer, or a --save-model file
         raise SystemExit(f"error: {path} holds no replay buffer (a checkpoint written with --checkpoint-buffer is needed)")
     sys.path.insert(0, str(REPO))
-    module = importlib.import_module(
-        {"LQL": "lql_continuous_action", "NC-LQL": "nclql_continuous_action"}[checkpoint["algorithm"]]
-    )
+    module = importlib.import_module(modules[checkpoint["algorithm"]])
     known = module.Args.__dataclass_fields__
     args = module.Args(**{k: v for k, v in checkpoint["args"].items() if k in known})
     with warnings.catch_warnings():  # gymnasium's "v4 is out of date": only the sizes are needed
@@ -141,8 +146,8 @@ def estimation_over_training(paths, options, fall_steps=20):
         module, args, qf, checkpoint, _ = load(path)
         if checkpoint["args"]["num_envs"] != 1:
             raise SystemExit(f"error: {path} is a run with {checkpoint['args']['num_envs']} envs; its buffer interleaves them")
-        q, g, r, _ = q_against_returns(module, qf, args, checkpoint["buffer"], options.last)
-        fall = q_before_falls(module, qf, args, checkpoint["buffer"], options.last_falls, (fall_steps,)).get(fall_steps)
+        q, g, r, _ = q_against_returns(module, qf, args, checkpoint["rb"], options.last)
+        fall = q_before_falls(module, qf, args, checkpoint["rb"], options.last_falls, (fall_steps,)).get(fall_steps)
         before = f"{fall[0]:.2f} | {fall[1]:.2f}" if fall else "- | -"
         rows.append((checkpoint["global_step"], f"| {args.env_id} | {q:.2f} | {g:.2f} | {q - g:+.2f} | {r:.2f} | {before} |"))
     print(f"# Q against discounted returns over training: {checkpoint['algorithm']} ({checkpoint['args']['exp_name']})\n")
@@ -178,7 +183,7 @@ def main(argv=None):
         return estimation_over_training(options.checkpoint, options)
     module, args, qf, checkpoint, settings = load(options.checkpoint[0])
     torch.manual_seed(options.seed)
-    buffer = checkpoint["buffer"]
+    buffer = checkpoint["rb"]
     obs = buffer["obs"][torch.randint(0, buffer["size"], (options.states,))]
     act_dim = buffer["actions"].shape[1]
     with torch.no_grad():

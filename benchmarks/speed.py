@@ -122,9 +122,11 @@ class SacYardstick:
 def critics_and_batch(args: Args, device):
     """(env_id, NC-LQL Args, critics, target critics, Adam, replay batch): fresh critics and a random batch, or with
     --checkpoint the checkpoint's settings, critics, optimiser state and a batch of its replay buffer."""
-    checkpoint = nclql.load_checkpoint(args.checkpoint, None, device) if args.checkpoint else None
-    if checkpoint is not None and checkpoint["buffer"] is None:
-        raise SystemExit(f"error: {args.checkpoint} holds no replay buffer (written with --no-checkpoint-buffer)")
+    checkpoint = nclql.load_checkpoint(args.checkpoint) if args.checkpoint else None  # on the CPU, weights_only=True
+    if checkpoint is not None and "rb" not in checkpoint:  # --no-checkpoint-buffer, or a --save-model file
+        raise SystemExit(
+            f"error: {args.checkpoint} holds no replay buffer (a checkpoint written with --checkpoint-buffer is needed)"
+        )
     env_id = checkpoint["args"]["env_id"] if checkpoint else args.env_id
     if env_id not in ENV_DIMS:
         raise SystemExit(f"error: --env-id {env_id} has no known sizes here; one of: {', '.join(ENV_DIMS)}")
@@ -145,7 +147,7 @@ def critics_and_batch(args: Args, device):
         for group in checkpoint["optimizer"]["param_groups"]:  # Adam's plain mode; the graphed timings build their own
             group["capturable"] = False
         optimizer.load_state_dict(checkpoint["optimizer"])
-        buffer = checkpoint["buffer"]
+        buffer = checkpoint["rb"]  # the replay buffer's state_dict: its filled rows
         rows = torch.randint(0, buffer["size"], (n,))
         batch = tuple(buffer[f][rows] for f in ("obs", "actions", "rewards", "next_obs", "terminations"))
     return env_id, nc_args, qf, qf_target, optimizer, tuple(t.to(device) for t in batch)

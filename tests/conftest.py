@@ -90,3 +90,25 @@ def tiny_run_args(module, **overrides):
         **small,
     )
     return module.Args(**{**settings, **overrides})
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory):
+    """trained_run(module) -> the directory of one tiny trained run of that script (checkpoint.pt at env step 60 of 60,
+    and the saved model, trained at w = 0.05), made once per session for the tests that only read it."""
+    run_dirs = {}
+
+    def run_of(module):
+        if module not in run_dirs:
+            here, workdir = os.getcwd(), tmp_path_factory.mktemp(module.ALGORITHM)
+            os.chdir(workdir)
+            try:
+                _, run_dir = module.train(
+                    tiny_run_args(module, exp_name="trained", checkpoint_frequency=60, save_model=True, w=0.05)
+                )
+            finally:
+                os.chdir(here)
+            run_dirs[module] = str(workdir / run_dir)
+        return run_dirs[module]
+
+    return run_of

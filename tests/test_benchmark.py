@@ -309,13 +309,12 @@ def test_runs_csv_rebuilds_the_same_tables_after_the_run_directories_are_gone_an
 
 
 @pytest.mark.parametrize("script", ["lql", "nclql"])
-def test_sampler_spread_compares_settings_on_a_trained_critic(tmp_path, monkeypatch, capsys, script):
+def test_sampler_spread_compares_settings_on_a_trained_critic(capsys, trained_run, script):
     import sampler_spread
 
     module = __import__(f"{script}_continuous_action")
-    monkeypatch.chdir(tmp_path)
-    _, run_dir = module.train(tiny_run_args(module, checkpoint_frequency=60))
-    checkpoint = f"{run_dir}/checkpoint.pt"
+    checkpoint = f"{trained_run(module)}/checkpoint.pt"
+    capsys.readouterr()  # the training run's output, when this test made it
     assert sampler_spread.main([checkpoint, "--states", "4", "--chains", "64"]) == 0
     rows = [line.split(" | ") for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "-|" not in line]
     stds = {name.lstrip("| "): float(std) for name, std, *_ in rows[1:]}
@@ -330,7 +329,9 @@ def test_sampler_spread_compares_settings_on_a_trained_critic(tmp_path, monkeypa
         sampler_spread.main([checkpoint, "--setting", "--w 1"])
 
 
-def test_spread_over_training_prints_one_estimation_row_per_checkpoint_in_env_step_order(tmp_path, monkeypatch, capsys):
+def test_spread_over_training_prints_one_estimation_row_per_checkpoint_in_env_step_order(
+    tmp_path, monkeypatch, capsys, trained_run
+):
     import sampler_spread
 
     nclql = __import__("nclql_continuous_action")
@@ -344,11 +345,37 @@ def test_spread_over_training_prints_one_estimation_row_per_checkpoint_in_env_st
     assert [row[0] for row in rows] == ["| env step", "| 60", "| 90"]
     for steps, row in zip((60, 90), rows[1:], strict=True):
         module, args, qf, checkpoint, _ = sampler_spread.load(checkpoints[steps])
-        q, g, r, _ = sampler_spread.q_against_returns(module, qf, args, checkpoint["buffer"], 20)
+        q, g, r, _ = sampler_spread.q_against_returns(module, qf, args, checkpoint["rb"], 20)
         assert [float(x) for x in row[2:6]] == pytest.approx([q, g, q - g, r], abs=0.006)
-    _, run_dir = nclql.train(tiny_run_args(nclql, checkpoint_frequency=60))  # two envs: the buffer interleaves them
+    two_envs = f"{trained_run(nclql)}/checkpoint.pt"  # two envs: the buffer interleaves them
     with pytest.raises(SystemExit, match="^error: .* is a run with 2 envs"):
-        sampler_spread.main([f"{run_dir}/checkpoint.pt", f"{run_dir}/checkpoint.pt"])
+        sampler_spread.main([two_envs, two_envs])
+
+
+@pytest.mark.parametrize("script", ["lql", "nclql"])
+def test_sampler_spread_refuses_a_file_without_a_replay_buffer_in_one_line(tmp_path, trained_run, script):
+    """A checkpoint written with --no-checkpoint-buffer (no "rb" key), a --save-model file, a missing, a foreign or an
+    unsafe file: one error line each, before any module is imported or critic built."""
+    import sampler_spread
+
+    run_dir = trained_run(__import__(f"{script}_continuous_action"))
+    checkpoint = torch.load(f"{run_dir}/checkpoint.pt", map_location="cpu", weights_only=True)
+    assert checkpoint["rb"]["size"] == 60  # 60 env steps: every transition kept
+    del checkpoint["rb"]
+    torch.save(checkpoint, tmp_path / "no_buffer.pt")
+    torch.save({"qf": checkpoint["qf"]}, tmp_path / "foreign.pt")
+    torch.save({**checkpoint, "extra": tmp_path}, tmp_path / "unsafe.pt")  # a pickled object: not tensors
+    refusals = {
+        str(tmp_path / "no_buffer.pt"): "holds no replay buffer",
+        f"{run_dir}/trained.cleanrl_model": "holds no replay buffer",
+        str(tmp_path / "missing.pt"): "no checkpoint at",
+        str(tmp_path / "foreign.pt"): "is not a checkpoint of this project's scripts",
+        str(tmp_path / "unsafe.pt"): "holds more than tensors and plain values",
+    }
+    for path, message in refusals.items():
+        with pytest.raises(SystemExit, match=f"^error: .*{message}") as refused:
+            sampler_spread.load(path)
+        assert "\n" not in str(refused.value)
 
 
 def test_q_against_discounted_returns_cuts_episodes_where_s_prime_is_not_the_next_s():
@@ -541,20 +568,19 @@ def test_benchmark_sh_refuses_bad_input_without_a_traceback(tmp_path):
         assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1, proc.stderr
 
 
-def test_speed_benchmark_times_a_trained_critic_from_its_checkpoint(tmp_path, monkeypatch, capsys):
+def test_speed_benchmark_times_a_trained_critic_from_its_checkpoint(tmp_path, capsys, trained_run):
     import speed
 
-    nclql = __import__("nclql_continuous_action")
-    monkeypatch.chdir(tmp_path)
-    _, run_dir = nclql.train(tiny_run_args(nclql, checkpoint_frequency=60))
-    checkpoint = torch.load(f"{run_dir}/checkpoint.pt", weights_only=False)
+    nclql, lql = __import__("nclql_continuous_action"), __import__("lql_continuous_action")
+    run_dir = trained_run(nclql)
+    checkpoint = torch.load(f"{run_dir}/checkpoint.pt", map_location="cpu", weights_only=True)
     args = speed.Args(checkpoint=f"{run_dir}/checkpoint.pt", batch_size=8, num_envs=2, repeats=1, keep_denormals=True)
     env_id, nc_args, qf, qf_target, optimizer, batch = speed.critics_and_batch(args, torch.device("cpu"))
     assert env_id == "InvertedPendulum-v4" and (nc_args.num_levels, nc_args.steps_per_level) == (3, 1)
     for net, saved in ((qf, checkpoint["qf"]), (qf_target, checkpoint["qf_target"])):
         assert all(torch.equal(value, net.state_dict()[key]) for key, value in saved.items())
     assert optimizer.state_dict()["state"][0]["step"] == checkpoint["optimizer"]["state"][0]["step"] > 0
-    buffer = checkpoint["buffer"]
+    buffer = checkpoint["rb"]
     obs, actions = batch[0], batch[1]
     assert obs.shape == (8, 4) and all((buffer["obs"] == row).all(1).any() for row in obs)  # rows of its replay buffer
     assert all((buffer["actions"] == row).all(1).any() for row in actions)
@@ -565,10 +591,14 @@ def test_speed_benchmark_times_a_trained_critic_from_its_checkpoint(tmp_path, mo
         f"the trained critics of {run_dir}/checkpoint.pt, denormal floats kept"
     )
     torch.set_flush_denormal(False)
-    checkpoint["buffer"] = None
+    del checkpoint["rb"]  # as written with --no-checkpoint-buffer: the key is absent
     torch.save(checkpoint, tmp_path / "no_buffer.pt")
     with pytest.raises(SystemExit, match="^error: .*no_buffer.pt holds no replay buffer"):
         speed.critics_and_batch(speed.Args(checkpoint=str(tmp_path / "no_buffer.pt")), torch.device("cpu"))
+    with pytest.raises(SystemExit, match="^error: .*trained.cleanrl_model holds no replay buffer"):  # a saved model
+        speed.critics_and_batch(speed.Args(checkpoint=f"{run_dir}/trained.cleanrl_model"), torch.device("cpu"))
+    with pytest.raises(SystemExit, match="^error: .* is a LQL checkpoint; this script is NC-LQL"):
+        speed.critics_and_batch(speed.Args(checkpoint=f"{trained_run(lql)}/checkpoint.pt"), torch.device("cpu"))
 
 
 @pytest.mark.parametrize(

@@ -1,10 +1,14 @@
-"""Runs that survive (both scripts): a run interrupted by a signal and resumed from its checkpoint ends exactly as the
-uninterrupted run, SIGTERM checkpoints and exits with a resume command, non-finite values stop the run naming the
-step, checkpoints are written atomically, saved critics can be evaluated, and bad checkpoints are refused."""
+"""Runs that survive (both scripts, docs/checkpoints.md): a run interrupted by a signal and resumed from its checkpoint
+ends where the uninterrupted run ends, with the same number of updates, from the checkpoint's critics and buffer;
+--resume PATH restores the run's own flags; SIGTERM checkpoints and exits with a resume command; non-finite values stop
+the run naming the step; checkpoints are written atomically and read without unpickling code; saved critics can be
+evaluated; bad checkpoints are refused."""
 
+import copy
 import dataclasses
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,6 +20,7 @@ from conftest import DEVICES, NEEDS_CUDA, ROOT, read_scalars
 import lql_continuous_action as lql
 import nclql_continuous_action as nclql
 
+MODULES = pytest.mark.parametrize("module", [lql, nclql], ids=["lql", "nclql"])
 SMALL = {  # tiny samplers and batches: seconds per run, every code path kept
     lql: dict(langevin_steps=2),
     nclql: dict(num_levels=2, steps_per_level=1),
@@ -24,7 +29,7 @@ SMALL = {  # tiny samplers and batches: seconds per run, every code path kept
 
 def tiny_args(module, **overrides):
     settings = dict(
-        env_id="InvertedPendulum-v4",  # a MuJoCo env: the simulator state must survive the checkpoint
+        env_id="InvertedPendulum-v4",
         total_timesteps=160,
         num_envs=2,
         learning_starts=40,
@@ -35,14 +40,12 @@ def tiny_args(module, **overrides):
         checkpoint_frequency=60,
         **SMALL[module],
     )
-    settings.update(overrides)
-    return module.Args(**settings)
+    return module.Args(**{**settings, **overrides})
 
 
 def interrupt_at_call(monkeypatch, module, n_calls, signum=signal.SIGINT):
     """Sends `signum` to this process during the n-th environment step of the next run (as Ctrl-C would)."""
-    calls = []
-    original = module.real_next_observations
+    calls, original = [], module.real_next_observations
 
     def step_then_signal(*args):
         calls.append(1)
@@ -53,11 +56,16 @@ def interrupt_at_call(monkeypatch, module, n_calls, signum=signal.SIGINT):
     monkeypatch.setattr(module, "real_next_observations", step_then_signal)
 
 
-def flat_parameters(qf):
-    return torch.cat([p.detach().flatten() for p in qf.parameters()])
+def flat_parameters(state_dict):
+    return torch.cat([v.detach().flatten().cpu() for v in state_dict.values()])
 
 
-@pytest.mark.parametrize("module", [lql, nclql], ids=["lql", "nclql"])
+def final_updates(output):
+    """The update count of the last progress line (printed at the last step)."""
+    return int(re.findall(r"updates=(\d+)", output)[-1])
+
+
+@MODULES
 @pytest.mark.parametrize(
     "settings",
     [
@@ -68,64 +76,58 @@ def flat_parameters(qf):
     ids=["buffer", "no-buffer", "buffer-autotune"],
 )
 @pytest.mark.parametrize("device", [*DEVICES, pytest.param("cudagraphs", marks=NEEDS_CUDA)])
-def test_interrupted_and_resumed_run_ends_as_the_uninterrupted_one(in_tmp_dir, monkeypatch, module, settings, device):
-    # on CUDA the generator's state is checkpointed too; with --cudagraphs the resumed run warms up and captures anew
+def test_interrupted_and_resumed_run_ends_where_the_uninterrupted_one_ends(
+    in_tmp_dir, monkeypatch, capsys, module, settings, device
+):
     settings = dict(settings, cuda=device != "cpu", cudagraphs=device == "cudagraphs")
-    with_buffer = settings["checkpoint_buffer"]
-    qf_whole, whole_dir = module.train(tiny_args(module, exp_name="whole", **settings))
+    _, whole_dir = module.train(tiny_args(module, exp_name="whole", **settings))
+    whole_updates = final_updates(capsys.readouterr().out)
+    assert whole_updates == (160 - 40) // 2
 
     with monkeypatch.context() as patch, pytest.raises(SystemExit) as stop:
         interrupt_at_call(patch, module, n_calls=50)  # at env step 100, between two periodic checkpoints
         module.train(tiny_args(module, exp_name="cut", **settings))
     assert stop.value.code == 128 + signal.SIGINT
     (cut_dir,) = [d for d in os.listdir("runs") if "__cut__" in d]
-    checkpoint = f"runs/{cut_dir}/checkpoint.pt"
-    assert torch.load(checkpoint, weights_only=False, map_location="cpu")["global_step"] == 100
-    qf_resumed, resumed_dir = module.train(tiny_args(module, exp_name="cut", resume=checkpoint, **settings))
+    checkpoint = torch.load(f"runs/{cut_dir}/checkpoint.pt", weights_only=True)
+    assert checkpoint["global_step"] == 100 and checkpoint["n_updates"] == (100 - 40) // 2
 
-    assert resumed_dir == f"runs/{cut_dir}"  # the resumed run appends to its own logs
-    whole, resumed = read_scalars(whole_dir), read_scalars(resumed_dir)
-    assert len(whole["charts/episodic_return"]) > 5
-    assert [step for step, _ in whole["eval/episodic_return"]] == [80, 160]  # the final evaluation is the one at 160
-    if with_buffer:  # same buffer, same RNG states, same environments: the same run, bit for bit
-        tags = ["charts/episodic_return", "charts/episodic_length", "eval/episodic_return", "losses/qf_loss"]
-        for tag in tags + (["losses/w", "losses/policy_entropy"] if settings.get("autotune_w") else []):
-            assert resumed[tag] == whole[tag], tag
-        assert torch.equal(flat_parameters(qf_resumed), flat_parameters(qf_whole))
-    else:  # the buffer refills from the resumed policy first: the same run up to the interruption, then it trains on
-        before_cut = [(step, value) for step, value in whole["charts/episodic_return"] if step <= 100]
-        assert resumed["charts/episodic_return"][: len(before_cut)] == before_cut
-        assert [step for step, _ in resumed["eval/episodic_return"]] == [80, 160]
-        assert resumed["losses/qf_loss"][-1][0] > 100 and not torch.equal(
-            flat_parameters(qf_resumed), flat_parameters(qf_whole)
-        )
+    resumed_parts, real_restore = {}, module.restore
 
+    def recording_restore(saved, stateful, args):  # what the resumed run starts from
+        counters = real_restore(saved, stateful, args)
+        resumed_parts.update({name: copy.deepcopy(part.state_dict()) for name, part in stateful.items()})
+        return counters
 
-@NEEDS_CUDA
-@pytest.mark.parametrize("module", [lql, nclql], ids=["lql", "nclql"])
-@pytest.mark.parametrize("graphed_before, graphed_after", [(False, True), (True, False)], ids=["add", "drop"])
-def test_cudagraphs_can_be_switched_on_or_off_at_resume(in_tmp_dir, monkeypatch, module, graphed_before, graphed_after):
-    """Adam's capturable mode is saved in its state: the resumed run must use its own (a graph needs it on)."""
-    qf_whole, _ = module.train(tiny_args(module, exp_name="whole", cuda=True))
-    with monkeypatch.context() as patch, pytest.raises(SystemExit):
-        interrupt_at_call(patch, module, n_calls=50)
-        module.train(tiny_args(module, exp_name="cut", cuda=True, cudagraphs=graphed_before))
-    (cut_dir,) = [d for d in os.listdir("runs") if "__cut__" in d]
-    resumed_args = tiny_args(
-        module, exp_name="cut", cuda=True, cudagraphs=graphed_after, resume=f"runs/{cut_dir}/checkpoint.pt"
-    )
-    qf_resumed, resumed_dir = module.train(resumed_args)
-    losses = read_scalars(resumed_dir)["losses/qf_loss"]
-    assert losses[-1][0] > 100 and all(math.isfinite(value) for _, value in losses)  # trained on after the cut
-    # the same run up to float rounding: capturable Adam computes its bias corrections on the GPU
-    assert torch.allclose(flat_parameters(qf_resumed), flat_parameters(qf_whole), atol=1e-4)
+    monkeypatch.setattr(module, "restore", recording_restore)
+    capsys.readouterr()
+    _, resumed_dir = module.train(module.Args(resume=f"runs/{cut_dir}/checkpoint.pt", cuda=settings["cuda"]))
+    resumed_updates = final_updates(capsys.readouterr().out)
+
+    assert resumed_dir == f"runs/{cut_dir}"  # the resumed run appends to its own logs, with its own flags
+    assert torch.equal(flat_parameters(resumed_parts["qf"]), flat_parameters(checkpoint["qf"]))
+    assert torch.equal(flat_parameters(resumed_parts["qf_target"]), flat_parameters(checkpoint["qf_target"]))
+    resumed, whole = read_scalars(resumed_dir), read_scalars(whole_dir)
+    assert [step for step, _ in resumed["eval/episodic_return"]] == [80, 160]  # the final evaluation is the one at 160
+    before_cut = [(step, value) for step, value in whole["charts/episodic_return"] if step <= 100]
+    assert resumed["charts/episodic_return"][: len(before_cut)] == before_cut  # the same run up to the cut
+    if settings["checkpoint_buffer"]:  # the buffer as it was, so the run trains on at once: the same number of updates
+        rows = checkpoint["rb"]["size"]
+        assert rows == 100 and resumed_parts["rb"]["size"] == rows
+        for field in lql.ReplayBuffer.FIELDS:
+            assert torch.equal(resumed_parts["rb"][field][:rows].cpu(), checkpoint["rb"][field]), field
+        assert resumed_updates == whole_updates
+        assert resumed["losses/qf_loss"][-1][0] == 160
+    else:  # the buffer refills from the resumed policy first (batch_size 16: 7 steps of 2 envs short), then it trains on
+        assert "rb" not in checkpoint and resumed_updates == whole_updates - 7
+    if settings.get("autotune_w"):  # the tuned w continues from the checkpoint's
+        assert torch.equal(resumed_parts["temperature"]["log_w"].cpu(), checkpoint["temperature"]["log_w"])
 
 
-def test_sigterm_checkpoints_flushes_logs_and_says_how_to_resume(in_tmp_dir):
+def test_sigterm_checkpoints_flushes_logs_and_the_printed_command_resumes_the_run(in_tmp_dir):
     command = [
-        sys.executable,
-        os.path.join(ROOT, "lql_continuous_action.py"),
-        "--env-id", "InvertedPendulum-v4", "--total-timesteps", "100000", "--num-envs", "1", "--learning-starts", "50",
+        sys.executable, "-u", os.path.join(ROOT, "lql_continuous_action.py"),
+        "--env-id", "InvertedPendulum-v4", "--total-timesteps", "600", "--num-envs", "1", "--learning-starts", "50",
         "--batch-size", "16", "--langevin-steps", "2", "--eval-frequency", "60", "--eval-episodes", "1",
         "--log-frequency", "5",
     ]  # fmt: skip
@@ -137,111 +139,153 @@ def test_sigterm_checkpoints_flushes_logs_and_says_how_to_resume(in_tmp_dir):
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 128 + signal.SIGTERM
     message = stderr.strip().splitlines()[-1]
-    assert message.startswith("SIGTERM at global_step=") and "resume with: python" in message and "--resume" in message
+    assert message.startswith("SIGTERM at global_step=") and "resume with: python " in message
     checkpoint = message.split("checkpoint written to ")[1].split(";")[0]
-    saved = torch.load(checkpoint, weights_only=False)
-    assert saved["global_step"] >= 60 and saved["buffer"]["size"] == saved["global_step"]
+    saved = torch.load(checkpoint, weights_only=True)
+    assert 60 <= saved["global_step"] < 600 and saved["rb"]["size"] == saved["global_step"]
     logged = read_scalars(os.path.dirname(checkpoint))
     assert logged["eval/episodic_return"][0][0] == 60 and "losses/qf_loss" in logged  # flushed before exiting
 
+    resume = message.split("resume with: ")[1].split()
+    assert resume[-2:] == ["--resume", checkpoint]
+    result = subprocess.run([sys.executable, "-u", *resume[1:]], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    # one update per env step after the warm-up, as in an uninterrupted run
+    assert re.findall(r"global_step=600/600, .*updates=(\d+)", result.stdout) == [str(600 - 50)]
 
-@pytest.mark.parametrize("module", [lql, nclql], ids=["lql", "nclql"])
+
+def test_resume_takes_the_runs_own_flags_and_refuses_other_values_with_one_line(in_tmp_dir):
+    _, run_dir = lql.train(tiny_args(lql, exp_name="source", total_timesteps=60, w=0.05))
+    checkpoint = f"{run_dir}/checkpoint.pt"
+    for changed, message in [
+        (dict(w=0.3), "error: --w 0.3 differs from the checkpoint's 0.05"),
+        (dict(env_id="Hopper-v4"), "error: --env-id Hopper-v4 differs from the checkpoint's InvertedPendulum-v4"),
+    ]:
+        with pytest.raises(SystemExit) as refused:
+            lql.train(lql.Args(resume=checkpoint, **changed))
+        assert str(refused.value.code).startswith(message) and "\n" not in str(refused.value.code)
+    args, _ = lql.from_checkpoint(lql.Args(resume=checkpoint, total_timesteps=80, w=0.05, threads=2))
+    assert (args.env_id, args.w, args.langevin_steps, args.total_timesteps, args.threads) == (
+        "InvertedPendulum-v4",
+        0.05,
+        2,
+        80,
+        2,
+    )
+
+
+@MODULES
 def test_non_finite_values_stop_the_run_naming_the_step_and_keep_the_last_checkpoint(in_tmp_dir, monkeypatch, module):
-    update_name = "update_critics"
-    real_update, calls = getattr(module, update_name), []
+    real_update, calls = module.update_critics, []
 
     def update_that_diverges(*args):
         outputs = real_update(*args)
         calls.append(1)
-        if len(calls) == 50:  # env step 2 * (20 warm-up steps + 50) = 140, after the checkpoint at 120
+        if len(calls) >= 45:  # from env step 2 * (20 warm-up steps + 45) = 130, after the checkpoint at 120
             outputs = (outputs[0] * float("nan"), *outputs[1:])
         return outputs
 
-    monkeypatch.setattr(module, update_name, update_that_diverges)
+    monkeypatch.setattr(module, "update_critics", update_that_diverges)
     with pytest.raises(SystemExit) as stop:
         module.train(tiny_args(module))
     message = str(stop.value.code)
+    # checked where it is logged (every 10 updates), not after each update: update 50, env step 140
     assert message.startswith("error: non-finite loss or Q-value at global_step=140 (update 50)")
-    checkpoint = message.split("last good checkpoint: ")[1]
-    saved = torch.load(checkpoint, weights_only=False)
+    saved = torch.load(message.split("last good checkpoint: ")[1], weights_only=True)
     assert saved["global_step"] == 120 and all(torch.isfinite(v).all() for v in saved["qf"].values())
 
 
-def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):
-    path = str(tmp_path / "checkpoint.pt")
-    lql.save_checkpoint(path, {"global_step": 1})
+@MODULES
+def test_a_checkpoint_is_never_written_from_non_finite_critics(in_tmp_dir, monkeypatch, module):
+    real_update, calls = module.update_critics, []
 
-    def crash_midway(obj, f):
-        f.write(b"partial")
-        raise OSError("disk full")
+    def update_that_poisons_the_critics(qf, *args):
+        calls.append(1)
+        if len(calls) == 35:  # env step 110, between logging (every 10 updates) and the checkpoint at 120
+            with torch.no_grad():
+                next(qf.parameters()).fill_(float("inf"))
+        return real_update(qf, *args)
 
-    monkeypatch.setattr(torch, "save", crash_midway)
+    monkeypatch.setattr(module, "update_critics", update_that_poisons_the_critics)
+    with pytest.raises(SystemExit) as stop:
+        module.train(tiny_args(module, log_frequency=1000))
+    assert str(stop.value.code).startswith("error: non-finite critics at global_step=120; last good checkpoint: ")
+    (run_dir,) = os.listdir("runs")
+    assert torch.load(f"runs/{run_dir}/checkpoint.pt", weights_only=True)["global_step"] == 60
+
+
+def test_checkpoint_writes_are_atomic(in_tmp_dir, monkeypatch):
+    real_save, calls = torch.save, []
+
+    def crash_on_the_second_write(obj, f):
+        calls.append(1)
+        if len(calls) == 2:
+            f.write(b"partial")
+            raise OSError("disk full")
+        real_save(obj, f)
+
+    monkeypatch.setattr(torch, "save", crash_on_the_second_write)
     with pytest.raises(OSError):
-        lql.save_checkpoint(path, {"global_step": 2})
-    assert torch.load(path, weights_only=False) == {"global_step": 1}
+        lql.train(tiny_args(lql))
+    (run_dir,) = os.listdir("runs")
+    assert torch.load(f"runs/{run_dir}/checkpoint.pt", weights_only=True)["global_step"] == 60
 
 
-@pytest.mark.parametrize("module", [lql, nclql], ids=["lql", "nclql"])
-@pytest.mark.parametrize("device", DEVICES)  # critics trained with --cuda are evaluated on the CPU
-def test_saved_critics_can_be_evaluated_without_training(in_tmp_dir, monkeypatch, module, device):
-    qf, run_dir = module.train(tiny_args(module, exp_name="trained", save_model=True, w=0.05, cuda=device == "cuda"))
-    qf = qf.cpu()
-    model = f"{run_dir}/trained.cleanrl_model"
+@MODULES
+def test_saved_critics_are_evaluated_with_their_trained_w_without_training(in_tmp_dir, monkeypatch, module, trained_run):
+    run_dir = trained_run(module)
+    model = torch.load(f"{run_dir}/trained.cleanrl_model", weights_only=True)
     evaluated, real_evaluate = [], module.evaluate
 
     def recording_evaluate(qf, *args, **kwargs):
         (run_args,) = [a for a in args if isinstance(a, module.Args)]
-        evaluated.append((qf, run_args.w))
+        evaluated.append((qf.state_dict(), run_args.w))
         return real_evaluate(qf, *args, **kwargs)
 
     monkeypatch.setattr(module, "evaluate", recording_evaluate)
-    returns = module.train(module.Args(eval_checkpoint=model, eval_episodes=3))  # the environment is the checkpoint's
+    returns = module.train(module.Args(eval_checkpoint=f"{run_dir}/trained.cleanrl_model", eval_episodes=3))
     assert returns.shape == (3,) and (returns >= 1).all()
     ((evaluated_qf, evaluated_w),) = evaluated
-    assert evaluated_w == 0.05  # the trained w, not the command line's default 0.1
-    assert torch.equal(flat_parameters(evaluated_qf), flat_parameters(qf))  # the saved critics
-    assert sorted(os.listdir("runs")) == [os.path.basename(run_dir)]  # evaluation trains nothing and logs nothing
+    assert evaluated_w == 0.05  # the trained w, not the command line's default
+    assert torch.equal(flat_parameters(evaluated_qf), flat_parameters(model["qf"]))  # the saved critics
+    assert not os.path.exists("runs")  # evaluation trains nothing and logs nothing
+    with pytest.raises(SystemExit, match="error: --env-id Hopper-v4 differs from the checkpoint's InvertedPendulum-v4"):
+        module.train(module.Args(eval_checkpoint=f"{run_dir}/trained.cleanrl_model", env_id="Hopper-v4"))
 
 
-def test_bad_checkpoints_are_refused_with_one_line(in_tmp_dir):
-    _, run_dir = lql.train(tiny_args(lql, exp_name="source", total_timesteps=60))
-    checkpoint = f"{run_dir}/checkpoint.pt"
-    truncated = "truncated.pt"
-    with open(checkpoint, "rb") as f, open(truncated, "wb") as g:
+class Payload:  # a pickled object: loading it would run code
+    def __reduce__(self):
+        return (print, ("this ran while loading",))
+
+
+def test_bad_checkpoints_are_refused_with_one_line(in_tmp_dir, trained_run):
+    checkpoint = f"{trained_run(lql)}/checkpoint.pt"
+    with open(checkpoint, "rb") as f, open("truncated.pt", "wb") as g:
         g.write(f.read()[:1000])
+    torch.save({**torch.load(checkpoint, weights_only=True), "payload": Payload()}, "unsafe.pt")
+    torch.save({"weights": torch.zeros(3)}, "foreign.pt")
     cases = [
-        (lql, tiny_args(lql, resume="missing.pt"), "error: no checkpoint at missing.pt"),
-        (lql, tiny_args(lql, resume=truncated), "error: cannot read checkpoint truncated.pt (truncated or not a checkpoint"),
-        (nclql, tiny_args(nclql, resume=checkpoint), f"error: {checkpoint} is a LQL checkpoint; this script is NC-LQL"),
-        (
-            lql,
-            tiny_args(lql, resume=checkpoint, env_id="Hopper-v4"),
-            "was written for InvertedPendulum-v4, not --env-id Hopper-v4",
-        ),
-        (lql, tiny_args(lql, exp_name="source", resume=checkpoint, w=0.3), "error: --w 0.3 differs from the checkpoint's 0.1"),
-        (lql, lql.Args(env_id="Hopper-v4", eval_checkpoint=checkpoint), "was written for InvertedPendulum-v4"),
+        (lql, "missing.pt", "error: no checkpoint at missing.pt"),
+        (lql, "truncated.pt", "error: cannot read checkpoint truncated.pt (truncated or not a checkpoint"),
+        (lql, "unsafe.pt", "error: unsafe.pt holds more than tensors and plain values (loading it could run code)"),
+        (lql, "foreign.pt", "error: foreign.pt is not a checkpoint of this project's scripts"),
+        (nclql, checkpoint, f"error: {checkpoint} is a LQL checkpoint; this script is NC-LQL"),
     ]
-    for module, args, expected in cases:
-        with pytest.raises(SystemExit) as refused:
-            module.train(args)
-        assert expected in str(refused.value.code) and "\n" not in str(refused.value.code)
+    for module, path, expected in cases:
+        for flag in ("resume", "eval_checkpoint"):
+            with pytest.raises(SystemExit) as refused:
+                module.train(module.Args(**{flag: path}))
+            assert str(refused.value.code).startswith(expected) and "\n" not in str(refused.value.code)
     result = subprocess.run(
-        [
-            sys.executable,
-            os.path.join(ROOT, "nclql_continuous_action.py"),
-            "--env-id",
-            "InvertedPendulum-v4",
-            "--resume",
-            truncated,
-        ],
+        [sys.executable, os.path.join(ROOT, "nclql_continuous_action.py"), "--eval-checkpoint", "unsafe.pt"],
         capture_output=True,
         text=True,
     )
-    assert result.returncode == 1 and result.stderr.strip().splitlines()[-1].startswith("error: cannot read checkpoint")
-    assert "Traceback" not in result.stderr
+    assert result.returncode == 1 and result.stderr.strip().splitlines()[-1].startswith("error: unsafe.pt holds more")
+    assert "Traceback" not in result.stderr and "this ran while loading" not in result.stdout
 
 
-@pytest.mark.parametrize("module", [lql, nclql], ids=["lql", "nclql"])
+@MODULES
 def test_autotuned_w_moves_toward_the_target_is_logged_checkpointed_and_used_for_evaluation(in_tmp_dir, module):
     # a uniform-ish early policy has entropy near log 2 = 0.69 > target -3: w must fall
     args = tiny_args(
@@ -260,8 +304,9 @@ def test_autotuned_w_moves_toward_the_target_is_logged_checkpointed_and_used_for
     assert 0 < logged["charts/autotune_time_fraction"][-1][1] < 1
     targets = [value for _, value in logged["losses/target_entropy"]]  # the hot start cools to the target by step 100
     assert math.log(2) > targets[0] > targets[1] and targets[-1] == pytest.approx(-3.0) and len(targets) == len(w_logged)
-    saved = torch.load(f"{run_dir}/checkpoint.pt", weights_only=False)
-    model = torch.load(f"{run_dir}/{args.exp_name}.cleanrl_model", weights_only=False)
-    assert saved["w"] == pytest.approx(float(saved["log_w"].exp())) and model["w"] < saved["w"] < args.w  # still falling
+    saved = torch.load(f"{run_dir}/checkpoint.pt", weights_only=True)
+    model = torch.load(f"{run_dir}/{args.exp_name}.cleanrl_model", weights_only=True)
+    w_saved, w_final = (math.exp(float(state["temperature"]["log_w"])) for state in (saved, model))
+    assert w_final == pytest.approx(w_logged[-1], rel=1e-6) and w_final < w_saved < args.w  # still falling
     with pytest.raises(SystemExit, match="--autotune-chains must exceed dim"):
         module.train(dataclasses.replace(args, autotune_chains=2))

@@ -4,6 +4,7 @@
 import glob
 import itertools
 import os
+import re
 import subprocess
 import sys
 
@@ -55,31 +56,32 @@ def test_cli_refusal_of_a_run_that_could_never_train_is_one_line_and_nonzero(in_
 
 
 @MODULES
-def test_progress_marks_the_warm_up_and_the_first_update_logs_its_losses_at_once(in_tmp_dir, monkeypatch, capsys, module):
+def test_progress_marks_the_warm_up_then_the_time_left_and_the_first_update_logs_its_losses_at_once(
+    in_tmp_dir, monkeypatch, capsys, module
+):
     # every time.time() call is 11 s later, so each iteration prints its line; itertools.count, not a generator: the
     # TensorBoard writer's thread reads the clock too, and next() on a C iterator is atomic
     clock = itertools.count(0, 11)
     monkeypatch.setattr(module.time, "time", lambda: float(next(clock)))
     _, run_dir = module.train(tiny_run_args(module, log_frequency=1000, threads=1))
-    lines = capsys.readouterr().out.splitlines()
-    warm_up = [line for line in lines if "warm-up (random actions until step 40)" in line]
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("global_step=") and "/60" in line]
+    warm_up = [line for line in lines if line.endswith("warm-up: random actions until step 40")]
     assert [line.split(",")[0] for line in warm_up] == [f"global_step={step}/60" for step in range(2, 41, 2)]
-    assert any(line.startswith("global_step=42: first update done") for line in lines)
-    learning = [line for line in lines if line.startswith("global_step=") and "time_left=" in line]
-    assert learning[0].startswith("global_step=42/60") and "time_left=? (measured once learning runs)" in learning[0]
-    assert all("time_left=" in line and "min" in line for line in learning[1:]) and len(learning) == 10
+    learning = lines[len(warm_up) :]
+    assert learning[0].startswith("global_step=42/60") and learning[0].endswith("time_left=? (measured once learning runs)")
+    assert all(re.search(r", updates=\d+, time_left=\d+\.\dmin$", line) for line in learning[1:]) and len(learning) == 10
     scalars = read_scalars(run_dir)
     assert [step for step, _ in scalars["losses/qf1_loss"]] == [42]  # the first update, not the 1000th
     assert [step for step, _ in scalars["sampler/action_std"]] == [42]
 
 
 @MODULES
-def test_with_compile_the_console_says_before_the_first_update_that_it_compiles(capsys, module):
-    progress = module.ProgressLine(tiny_run_args(module, compile=True), global_step=0)
-    for step in range(2, 46, 2):
-        progress.print(step, n_updates=max(0, (step - 40) // 2), recent_returns=[])
-    notices = [line for line in capsys.readouterr().out.splitlines() if "compiles" in line]
-    assert notices == ["global_step=40: learning starts; --compile compiles the sampler and the update first"]
+def test_with_compile_the_warm_up_line_says_that_compiling_comes_next(in_tmp_dir, capsys, module):
+    envs = module.make_vector_env("InvertedPendulum-v4", 0, 1)
+    with module.Run(tiny_run_args(module, compile=True, total_timesteps=40), "r", {}, envs) as run:
+        run.progress(40, 0)  # the last step prints at once
+    line = capsys.readouterr().out.strip()
+    assert line.endswith("warm-up: random actions until step 40, then --compile compiles the sampler and the update")
 
 
 @MODULES
@@ -88,8 +90,8 @@ def test_threads_sets_torchs_cpu_thread_count(in_tmp_dir, module):
         _, run_dir = module.train(tiny_run_args(module, threads=2, checkpoint_frequency=60))
         assert torch.get_num_threads() == 2
         # a resumed run may have another share of the cores (the benchmark runner sets --threads per run)
-        module.train(tiny_run_args(module, threads=1, total_timesteps=80, resume=f"{run_dir}/checkpoint.pt"))
-        assert torch.get_num_threads() == 1
+        module.train(tiny_run_args(module, threads=3, total_timesteps=80, resume=f"{run_dir}/checkpoint.pt"))
+        assert torch.get_num_threads() == 3
     finally:
         torch.set_num_threads(1)  # the suite's setting (conftest)
     assert module.Args().threads == 1  # the default: fastest on a shared CPU (docs/speed.md)
