@@ -158,9 +158,10 @@ def check_rendering(env_id):
 
 def make_env(env_id, seed, idx, capture_video, run_name):
     def thunk():
-        video = capture_video and idx == 0
-        env = gym.make(env_id, render_mode="rgb_array" if video else None)
-        env = gym.wrappers.RecordVideo(env, f"videos/{run_name}") if video else env
+        if capture_video and idx == 0:
+            env = gym.wrappers.RecordVideo(gym.make(env_id, render_mode="rgb_array"), f"videos/{run_name}")
+        else:
+            env = gym.make(env_id)
         env.action_space.seed(seed + idx)
         return env
 

@@ -75,20 +75,49 @@ RUN_SETTINGS = dict(  # a short InvertedPendulum run with --autotune-w: every gr
     cuda=True,
 )
 SMALL = {lql: dict(langevin_steps=4), nclql: dict(num_levels=4)}
+# what a logged update writes (losses and sampler diagnostics), the tuner's three once it has stepped, and NC-LQL's
+UPDATE_TAGS = {f"losses/qf{i}_{kind}" for i in (1, 2) for kind in ("values", "loss")} | {"losses/qf_loss"}
+UPDATE_TAGS |= {"sampler/action_std", "sampler/grad_norm", "sampler/clip_fraction"}
+TUNER_TAGS = {"losses/w", "losses/policy_entropy", "losses/target_entropy"}
+OWN_TAGS = {lql: set(), nclql: {"losses/nc_loss"}}
 
 
 @pytest.mark.parametrize("module", [lql, nclql], ids=["lql", "nclql"])
-def test_training_with_cudagraphs_follows_the_plain_run(in_tmp_dir, module):
+def test_training_with_cudagraphs_follows_the_plain_run(in_tmp_dir, module, monkeypatch):
+    wrappers = []
+
+    class RecordedCudaGraphed(module.CudaGraphed):  # the graph wrappers train() makes, kept to check they replayed
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            wrappers.append(self)
+
+    monkeypatch.setattr(module, "CudaGraphed", RecordedCudaGraphed)
     runs = {}
     for cudagraphs in (False, True):
         args = module.Args(**RUN_SETTINGS, **SMALL[module], cudagraphs=cudagraphs, exp_name=f"graphs{cudagraphs}")
         qf, run_dir = module.train(args)
         runs[cudagraphs] = (torch.cat([p.detach().flatten().cpu() for p in qf.parameters()]), read_scalars(run_dir))
     (plain_params, plain), (graphed_params, graphed) = runs[False], runs[True]
-    assert len(graphed["losses/qf1_loss"]) == (240 - 120) // 2 // 10 and "losses/w" in graphed
+    # 60 updates (one per vector step from env step 122), logged after the first and every 10th: 7 times; the tuner
+    # steps every 5th update, so its values are logged from update 10 on: 6 times
+    logged_at = [122] + list(range(140, 241, 20))
+    tags = {tag for tag in graphed if tag.startswith(("losses/", "sampler/"))}
+    assert tags == UPDATE_TAGS | TUNER_TAGS | OWN_TAGS[module]
+    for tag in tags:
+        expected_steps = logged_at[1:] if tag in TUNER_TAGS else logged_at
+        assert [step for step, _ in graphed[tag]] == [step for step, _ in plain[tag]] == expected_steps, tag
     assert all(math.isfinite(v) for _, v in graphed["losses/qf1_loss"] + graphed["eval/episodic_return"])
-    # the same seed: the same transitions and updates, up to float rounding (capturable Adam computes on the GPU)
-    for key in ("losses/qf1_loss", "losses/w", "losses/policy_entropy"):
-        first_plain, first_graphed = plain[key][0][1], graphed[key][0][1]
-        assert first_graphed == pytest.approx(first_plain, rel=1e-3, abs=1e-6), key
+    # graphs: the update's (one signature) and the acting sampler's (two: 2 states when acting and evaluating, 4 x 64
+    # chains for the entropy estimate), each called more than its 3 eager warm-up calls, so replayed
+    assert sorted(len(wrapper.graphs) for wrapper in wrappers) == [1, 2]
+    assert all(calls > wrapper.warmup_calls for wrapper in wrappers for calls in wrapper.calls.values())
+    # The first 3 calls of each signature run eagerly: the update's up to update 3, the acting sampler's up to env step
+    # 126, the entropy estimate's up to update 15. From update 20 (env step 160) on, every logged value comes from graph
+    # replays; the same seed gives the same transitions and updates, up to float rounding (capturable Adam computes on
+    # the GPU), so the replayed values match the plain run's
+    for tag in sorted(tags):
+        replayed = [(step, value) for step, value in graphed[tag] if step >= 160]
+        eager = [(step, value) for step, value in plain[tag] if step >= 160]
+        assert [step for step, _ in replayed] == [step for step, _ in eager] == list(range(160, 241, 20)), tag
+        assert [v for _, v in replayed] == pytest.approx([v for _, v in eager], rel=1e-3, abs=1e-6), tag
     assert torch.allclose(graphed_params, plain_params, atol=1e-3)

@@ -35,34 +35,53 @@ def run_chains(q_fn, n_chains, dim, w, n_steps, eps, grad_norm=False, seed=0, de
 
 
 def test_isotropic_quadratic_matches_boltzmann_with_known_step_bias():
-    mu, p, w, eps = torch.tensor([0.2, -0.3]), 10.0, 0.01, 1e-3  # eps p / (4 w) = 0.25: a 33% variance bias
-    samples = run_chains(quadratic_q(mu, p * torch.eye(2)), 20_000, 2, w, 200, eps)
+    # eps p / (4 w) = 0.25: ULA's stationary variance w / (p (1 - 0.25)) is 4/3 of the Boltzmann law's w / p. A step
+    # contracts by 1 - eps p / (2 w) = 0.5, so after 200 steps the chains are n iid draws of the stationary Gaussian.
+    mu, p, w, eps, n, rel = torch.tensor([0.2, -0.3]), 10.0, 0.01, 1e-3, 30_000, 0.05
+    samples = run_chains(quadratic_q(mu, p * torch.eye(2)), n, 2, w, 200, eps)
     expected_var = w / (p * (1 - eps * p / (4 * w)))
+    # SE of a mean sqrt(var / n) = 2.1e-4: atol 14 SE; of a variance var sqrt(2 / (n - 1)) = 0.82%: rel 6.1 SE
     assert torch.allclose(samples.mean(0), mu.double(), atol=3e-3)
-    assert samples.var(0) == pytest.approx([expected_var] * 2, rel=0.05)
-    assert abs(samples.var(0).mean() - w / p) / (w / p) > 0.2  # the bias is real, so the formula is what matches
+    assert samples.var(0) == pytest.approx([expected_var] * 2, rel=rel)
+    # the Boltzmann variance w / p lies 25% below the modelled one, 5x the tolerance: a sampler without the step
+    # bias would fail (the bias is real, so the formula is what matches)
+    assert (expected_var - w / p) / expected_var > 3 * rel
 
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_anisotropic_quadratic_matches_boltzmann_covariance(device):
-    mu, w, eps = torch.tensor([-0.1, 0.25]), 0.02, 2e-4
-    precision = torch.tensor([[40.0, 12.0], [12.0, 10.0]])
-    samples = run_chains(quadratic_q(mu.to(device), precision.to(device)), 20_000, 2, w, 600, eps, device=device)
+    """Compared in P's eigenbasis, where the ULA covariance is diagonal: variance w / (lam (1 - eps lam / (4 w))) along
+    each eigenvector lam of P, and no correlation between the two."""
+    mu, w, eps, n, rel = torch.tensor([-0.1, 0.25]), 0.02, 7e-4, 50_000, 0.035
+    precision = torch.tensor([[30.0, 10.0], [10.0, 20.0]])  # eigenvalues 36.2 and 13.8; w P^-1 has correlation -0.41
+    # eps lam / (4 w) = 0.32 and 0.12; the slower direction contracts by 1 - 2 * 0.12 = 0.76 a step: stationary in 150
+    samples = run_chains(quadratic_q(mu.to(device), precision.to(device)), n, 2, w, 150, eps, device=device)
     assert samples.device.type == device
-    samples, expected = samples.cpu(), ula_covariance(precision, w, eps)
+    samples, vectors = samples.cpu(), torch.linalg.eigh(precision.double()).eigenvectors
+    in_eigenbasis = lambda covariance: vectors.T @ covariance @ vectors
+    measured, modelled = in_eigenbasis(torch.cov(samples.T)), in_eigenbasis(ula_covariance(precision, w, eps))
+    boltzmann = in_eigenbasis(w * torch.linalg.inv(precision.double()))
+    # SE of a mean sqrt(var / n) <= 1.9e-4: atol 21 SE; of a variance var sqrt(2 / (n - 1)) = 0.63%: rel 5.5 SE
     assert torch.allclose(samples.mean(0), mu.double(), atol=4e-3)
-    assert torch.allclose(torch.cov(samples.T), expected, rtol=0.08, atol=2e-5)
+    assert measured.diagonal().tolist() == pytest.approx(modelled.diagonal().tolist(), rel=rel)
+    # SE of a correlation near 0: 1 / sqrt(n) = 0.0045: 0.025 is 5.5 SE
+    assert abs(measured[0, 1]) / (measured[0, 0] * measured[1, 1]).sqrt() < 0.025
     assert torch.cov(samples.T)[0, 1] < 0  # the correlation of w P^-1 is recovered, not just the marginals
+    # the Boltzmann variances lie 32% and 12% below the modelled ones: >= 3.4x the tolerance in both directions
+    assert ((modelled.diagonal() - boltzmann.diagonal()) / modelled.diagonal()).min() > 3 * rel
 
 
 def test_variance_is_proportional_to_temperature():
-    mu, p = torch.zeros(1), 20.0
+    mu, p, n, rel = torch.zeros(1), 20.0, 30_000, 0.05
     variances = []
     for w in (0.005, 0.01, 0.02):
-        eps = 0.1 * w  # eps / w fixed: same relative step bias, so var(w) / w must be constant
-        variances.append(run_chains(quadratic_q(mu, p * torch.eye(1)), 20_000, 1, w, 300, eps).var().item())
+        eps = 0.05 * w  # eps / w fixed: eps p / (4 w) = 0.25 at every w, so var(w) / w must be constant
+        variances.append(run_chains(quadratic_q(mu, p * torch.eye(1)), n, 1, w, 200, eps).var().item())
     ratios = np.array(variances) / np.array([0.005, 0.01, 0.02])
-    assert ratios == pytest.approx([1 / (p * (1 - 0.1 * p / 4))] * 3, rel=0.05)
+    modelled = 1 / (p * (1 - 0.05 * p / 4))
+    # SE of a variance: var sqrt(2 / (n - 1)) = 0.82%: rel 6.1 SE
+    assert ratios == pytest.approx([modelled] * 3, rel=rel)
+    assert (modelled - 1 / p) / modelled > 3 * rel  # Boltzmann's 1 / p is 25% below: 5x the tolerance
 
 
 def test_actions_stay_within_bounds_under_a_strong_outward_pull():
@@ -73,13 +92,22 @@ def test_actions_stay_within_bounds_under_a_strong_outward_pull():
 
 
 def test_grad_norm_has_its_own_laplace_like_stationary_law():
-    # With g / ||g||, the drift has constant speed: the stationary density is exp(-||a - mu|| / w).
-    # In 2-D the radius r = ||a - mu|| is then Gamma(2, w): E[r] = 2 w, Var[r] = 2 w^2.
-    mu, w, eps = torch.tensor([0.1, -0.1]), 0.05, 2e-4
-    samples = run_chains(quadratic_q(mu, 10 * torch.eye(2)), 8000, 2, w, 1500, eps, grad_norm=True)
+    # With g / ||g||, the drift has constant speed: the stationary density is exp(-||a - mu|| / w), whatever the
+    # precision. In 2-D the radius r = ||a - mu|| is then Gamma(2, w): E[r] = 2 w, Var[r] = 2 w^2 (kurtosis 6). The law
+    # is modelled without a step correction; at this step, measured with 200k chains (from mu, or after 1500 steps from
+    # the uniform start), E[r] is 0.9% +- 0.16% above 2 w and Var[r] within 1.5% of 2 w^2.
+    mu, w, eps, n = torch.tensor([0.1, -0.1]), 0.05, 2e-4, 20_000
+    torch.manual_seed(0)
+    start = mu.expand(n, 2).clone()  # all chains at the mode: a sampler that did nothing would give r = 0
+    samples = lql.langevin_sample(quadratic_q(mu, 40 * torch.eye(2)), start, w, 600, eps, grad_norm=True).double()
     r = (samples - mu.double()).norm(dim=-1)
-    assert r.mean().item() == pytest.approx(2 * w, rel=0.04)  # the Boltzmann law would give sqrt(pi w / 40) = 0.06
+    # SE of the mean: sqrt(2 w^2 / n) / 2 w = 0.5%: rel 0.04 is 5.6 SE beyond a step bias of 1.2%
+    assert r.mean().item() == pytest.approx(2 * w, rel=0.04)
+    # SE of a variance with kurtosis 6: var sqrt(5 / n) = 1.6%: rel 0.1 is 5.4 SE beyond a step bias of 1.5%
     assert r.var().item() == pytest.approx(2 * w**2, rel=0.1)
+    # the Boltzmann law N(mu, w / 40 I) has a Rayleigh radius: E[r] = sqrt(pi w / 80) = 0.044, 56% below 2 w (14x the
+    # tolerance), and Var[r] = (2 - pi / 2) w / 40 = 5.4e-4, 89% below 2 w^2 (8.9x)
+    assert math.sqrt(math.pi * w / 80) < (1 - 3 * 0.04) * 2 * w and (2 - math.pi / 2) * w / 40 < (1 - 3 * 0.1) * 2 * w**2
 
 
 def mixture_q(means, weights, s, w):
@@ -112,7 +140,7 @@ def test_critic_gradient_matches_autograd_and_leaves_no_parameter_gradients():
     obs, actions = torch.randn(64, 5), torch.rand(64, 3) * 2 - 1
     q_fn, grad_fn = lql.mean_critic(qf, obs)
     assert torch.allclose(grad_fn(actions), lql.action_gradient(q_fn, actions), atol=1e-6)
-    assert torch.allclose(lql.mish_and_derivative(obs)[0], torch.nn.functional.mish(obs), atol=1e-6)
+    assert torch.allclose(lql.mish(obs), torch.nn.functional.mish(obs), atol=1e-6)
     args = lql.Args(w=0.1, langevin_steps=5)
     sampled = lql.sample_actions(qf, obs, args)
     assert sampled.shape == (64, 3) and sampled.abs().max() <= 1 and not sampled.requires_grad
@@ -330,27 +358,51 @@ def boltzmann_entropy(w, precision):
 PRECISION = torch.tensor([[400.0, 120.0, 0.0], [120.0, 300.0, -60.0], [0.0, -60.0, 200.0]])  # correlated, std ~0.02-0.05
 
 
+def log_det_bias_and_variance(m, d):
+    """log det of the (m - 1)-normalised covariance of m Gaussian draws in d dimensions, minus the true log det, is a sum
+    of independent log chi^2_{m - i} / (m - 1), i = 1..d (Bartlett): its mean sum_i [psi((m - i) / 2) - log((m - 1) / 2)]
+    (what gaussian_entropy adds back) and its variance sum_i psi'((m - i) / 2)."""
+    halves = (m - torch.arange(1, d + 1, dtype=torch.float64)) / 2
+    mean = (torch.special.digamma(halves) - math.log((m - 1) / 2)).sum().item()
+    return mean, torch.special.polygamma(1, halves).sum().item()
+
+
 def test_entropy_estimate_of_langevin_samples_matches_the_boltzmann_entropy_of_a_quadratic_critic():
-    mu, w, step = torch.tensor([0.2, -0.1, 0.3]), 0.5, 2e-4
+    mu, w, step, n_states, n_chains, tolerance = torch.tensor([0.2, -0.1, 0.3]), 0.5, 1.2e-3, 1250, 16, 0.055
     torch.manual_seed(0)
     q_fn = quadratic_q(mu, PRECISION)
-    sample = lambda obs: lql.langevin_sample(q_fn, torch.rand(obs.shape[0], 3) * 2 - 1, w, 600, step)
-    estimate = lql.policy_entropy(sample, torch.zeros(100, 1), n_chains=64)  # 100 states x 64 chains
-    # unadjusted Langevin's known bias: covariance (w P^-1)(I - step P / (4 w))^-1 (docs/lql.md#step-size)
-    eigenvalues = torch.linalg.eigvalsh(PRECISION)
-    biased = boltzmann_entropy(w, PRECISION) - 0.5 * torch.log(1 - step * eigenvalues / (4 * w)).sum().item()
-    assert estimate.item() == pytest.approx(biased, abs=0.05)
+    # step lam / (4 w) = 0.09, 0.16, 0.29 for P's eigenvalues 157, 259, 484; the slowest direction contracts by
+    # 1 - 2 * 0.09 = 0.81 a step: the chains are iid draws of the stationary Gaussian after 100 steps
+    sample = lambda obs: lql.langevin_sample(q_fn, torch.rand(obs.shape[0], 3) * 2 - 1, w, 100, step)
+    estimate = lql.policy_entropy(sample, torch.zeros(n_states, 1), n_chains).item()  # 1250 states x 16 chains
+    # unadjusted Langevin's known bias: covariance (w P^-1)(I - step P / (4 w))^-1 (docs/lql.md#step-size): +0.31 nats
+    eigenvalues = torch.linalg.eigvalsh(PRECISION.double())
+    step_bias = -0.5 * torch.log(1 - step * eigenvalues / (4 * w)).sum().item()
+    assert estimate == pytest.approx(boltzmann_entropy(w, PRECISION) + step_bias, abs=tolerance)
+    # SE: the per-state estimate's sd sqrt(variance) / 2 = 0.34 nats over 1250 states, 0.0096: the tolerance is 5.7 SE
+    # (the estimator's 1e-6 I ridge adds 0.001). Dropping the estimator's bias correction would move the estimate by
+    # 0.5 * log_det_bias = -0.22 nats (3.9x the tolerance), a sampler with the exact Boltzmann law by -0.31 (5.6x)
+    log_det_bias, log_det_variance = log_det_bias_and_variance(n_chains, 3)
+    assert tolerance >= 5 * math.sqrt(log_det_variance / 4 / n_states)
+    assert min(-0.5 * log_det_bias, step_bias) > 3.5 * tolerance
 
 
 def test_entropy_estimator_corrects_the_small_sample_log_det_bias():
+    n_laws, m, tolerance = 20_000, 8, 0.03
     torch.manual_seed(0)
     covariance = 0.3 * torch.linalg.inv(PRECISION)
-    samples = torch.distributions.MultivariateNormal(torch.zeros(3), covariance).sample((2000, 8))  # 2000 laws, 8 draws
-    estimates = lql.gaussian_entropy(samples)
+    samples = torch.distributions.MultivariateNormal(torch.zeros(3), covariance).sample((n_laws, m))  # 8 draws per law
     exact = boltzmann_entropy(0.3, PRECISION)
-    assert estimates.mean().item() == pytest.approx(exact, abs=0.03)  # unbiased on average
-    plain_log_det = torch.logdet(torch.stack([torch.cov(s.T) for s in samples[:200]])).mean().item()
-    assert 0.5 * plain_log_det + 0.5 * 3 * math.log(2 * math.pi * math.e) < exact - 0.3  # what the correction removes
+    # SE: sd sqrt(variance) / 2 = 0.55 nats per law over 20,000 laws, 0.0039; the estimator's 1e-6 I ridge adds 0.0035
+    # nats at these variances (~1e-3), so the tolerance is 6.8 SE beyond it
+    assert lql.gaussian_entropy(samples).mean().item() == pytest.approx(exact, abs=tolerance)  # unbiased on average
+    centred = samples.double() - samples.double().mean(1, keepdim=True)
+    plain_log_det = torch.logdet(centred.transpose(1, 2) @ centred / (m - 1)).mean().item()
+    plain = 0.5 * 3 * math.log(2 * math.pi * math.e) + 0.5 * plain_log_det
+    log_det_bias, log_det_variance = log_det_bias_and_variance(m, 3)
+    # what the correction removes: without it the estimate sits 0.51 nats low, 17x the tolerance, as Wishart predicts
+    assert plain == pytest.approx(exact + 0.5 * log_det_bias, abs=tolerance)
+    assert tolerance >= 5 * math.sqrt(log_det_variance / 4 / n_laws) + 0.0035 and -0.5 * log_det_bias > 3 * tolerance
 
 
 def target_w(target, precision):
@@ -359,16 +411,29 @@ def target_w(target, precision):
     return math.exp((2 / d) * (target - 0.5 * d * math.log(2 * math.pi * math.e) + 0.5 * torch.logdet(precision).item()))
 
 
-def tune_on_quadratic_q(module, log_w, w_optimizer, target, n_steps, n_states):
-    """`n_steps` dual steps of the script's tuner on Q = -a^T P a / 2, sampled by Langevin with a step proportional to w
-    (a constant, small discretisation bias); returns the log w after each step."""
-    q_fn, w_star, trajectory = quadratic_q(torch.zeros(3), PRECISION), target_w(target, PRECISION), []
-    for _ in range(n_steps):
-        w = log_w.detach().exp()
-        sample = lambda obs, w=w: lql.langevin_sample(q_fn, torch.zeros(obs.shape[0], 3), w, 100, 1e-4 * w / w_star)
-        entropy = module.policy_entropy(sample, torch.zeros(n_states, 1), n_chains=32)
-        module.temperature_step(log_w, w_optimizer, entropy, target)
-        trajectory.append(log_w.item())
+def tuner(module, w, lr, target_per_dim=-2.0, cooling_steps=0, n_states=8):
+    """The script's Temperature for a 3-D action on the quadratic critic: the target falls from 3 log 2 to 3 *
+    `target_per_dim` over the first `cooling_steps` env steps (learning starts at 0), one dual step per call."""
+    args = module.Args(
+        w=w, autotune_w=True, autotune_lr=lr, autotune_frequency=1, autotune_states=n_states, autotune_chains=32
+    )
+    args = dataclasses.replace(
+        args, learning_starts=0, total_timesteps=max(cooling_steps, 1), target_entropy_per_dim=target_per_dim
+    )
+    return module.Temperature(dataclasses.replace(args, autotune_cooling_fraction=1.0 if cooling_steps else 0.0), 3, "cpu")
+
+
+def tune_on_quadratic_q(temperature, n_steps, first_step=0):
+    """`n_steps` dual steps of the tuner on Q = -a^T P a / 2, sampled by Langevin with a step proportional to w (a
+    constant, small discretisation bias); returns the log w after each step."""
+    args = temperature.args
+    final_w = target_w(args.target_entropy_per_dim * 3, PRECISION)
+    q_fn, obs, trajectory = quadratic_q(torch.zeros(3), PRECISION), torch.zeros(args.autotune_states, 1), []
+    for step in range(first_step, first_step + n_steps):
+        w = temperature.w
+        sample = lambda o, w=w: lql.langevin_sample(q_fn, torch.zeros(o.shape[0], 3), w, 100, 1e-4 * w / final_w)
+        temperature.step(sample, obs, n_updates=step + 1, global_step=step)
+        trajectory.append(temperature.log_w.item())
     return trajectory
 
 
@@ -376,18 +441,19 @@ def tune_on_quadratic_q(module, log_w, w_optimizer, target, n_steps, n_states):
 def test_a_full_newton_dual_step_lands_on_the_w_whose_boltzmann_law_has_the_target_entropy(module):
     # a quadratic Q's entropy is linear in log w with slope d/2, so one full Newton step (lr 1) solves the dual exactly
     torch.manual_seed(0)
-    log_w = torch.tensor(0.0, requires_grad=True)  # w = 1, far from w* (about 0.25)
-    [log_w_after] = tune_on_quadratic_q(module, log_w, module.temperature_optimizer(log_w, 3, 1.0), -6.0, 1, 200)
+    temperature = tuner(module, w=1.0, lr=1.0, n_states=200)  # w = 1, far from w* (about 0.25)
+    [log_w_after] = tune_on_quadratic_q(temperature, 1)
     assert math.log(target_w(-6.0, PRECISION)) < -1
     assert log_w_after == pytest.approx(math.log(target_w(-6.0, PRECISION)), abs=0.05)
+    assert temperature.logged["losses/target_entropy"] == -6.0 and float(temperature.logged["losses/w"]) == pytest.approx(
+        math.exp(log_w_after)
+    )
 
 
 @pytest.mark.parametrize("module", [lql, nclql], ids=["lql", "nclql"])
 def test_temperature_tuner_with_its_defaults_converges_to_the_w_whose_boltzmann_law_has_the_target_entropy(module):
     torch.manual_seed(0)
-    log_w = torch.tensor(0.0, requires_grad=True)
-    w_optimizer = module.temperature_optimizer(log_w, 3, module.Args.autotune_lr)
-    trajectory = tune_on_quadratic_q(module, log_w, w_optimizer, -6.0, 150, 8)
+    trajectory = tune_on_quadratic_q(tuner(module, w=1.0, lr=module.Args.autotune_lr), 150)
     log_w_star = math.log(target_w(-6.0, PRECISION))
     assert abs(trajectory[9] - log_w_star) > 0.5  # a damped step: not there after 10 steps ...
     assert np.mean(trajectory[-50:]) == pytest.approx(log_w_star, abs=0.1)  # ... but within 150 ...
@@ -395,10 +461,17 @@ def test_temperature_tuner_with_its_defaults_converges_to_the_w_whose_boltzmann_
 
 
 @pytest.mark.parametrize("module", [lql, nclql], ids=["lql", "nclql"])
+def test_a_fixed_w_is_never_tuned(module):
+    temperature = module.Temperature(module.Args(w=0.3), 3, "cpu")
+    temperature.step(lambda o: torch.rand(o.shape[0], 3), torch.zeros(4, 1), n_updates=10, global_step=10**6)
+    assert temperature.w is None and temperature.logged == {} and temperature.log_w.item() == pytest.approx(math.log(0.3))
+
+
+@pytest.mark.parametrize("module", [lql, nclql], ids=["lql", "nclql"])
 def test_target_entropy_cools_linearly_from_the_uniform_laws_entropy_to_the_target(module):
     args = module.Args(total_timesteps=10_000, learning_starts=2_000, target_entropy_per_dim=-1.0)  # 8,000 learning steps
     uniform, final = 3 * math.log(2), -3.0  # d = 3
-    target = lambda step, **kw: module.scheduled_target_entropy(step, dataclasses.replace(args, **kw), 3)
+    target = lambda step, **kw: module.Temperature(dataclasses.replace(args, **kw), 3, "cpu").target_entropy(step)
     assert target(0) == target(2_000) == pytest.approx(uniform)  # hottest while learning has not started
     assert target(6_000) == pytest.approx((uniform + final) / 2)  # by default it cools over all of learning
     assert target(10_000) == pytest.approx(final)  # SAC's -dim(A) at the end
@@ -413,12 +486,9 @@ def test_target_entropy_cools_linearly_from_the_uniform_laws_entropy_to_the_targ
 def test_temperature_tuner_follows_the_cooling_target_down_to_the_w_of_the_final_target(module):
     torch.manual_seed(0)
     start, final = 3 * math.log(2), -6.0
-    log_w = torch.tensor(math.log(target_w(start, PRECISION)), requires_grad=True)  # on the hot start's w
-    w_optimizer = module.temperature_optimizer(log_w, 3, module.Args.autotune_lr)
-    trajectory = []
-    for step in range(300):  # cool linearly over 100 dual steps, then hold
-        target = start + min(step / 100, 1.0) * (final - start)
-        trajectory += tune_on_quadratic_q(module, log_w, w_optimizer, target, 1, 8)
+    # on the hot start's w; the target cools linearly over 100 dual steps, then holds
+    temperature = tuner(module, w=target_w(start, PRECISION), lr=module.Args.autotune_lr, cooling_steps=100)
+    trajectory = tune_on_quadratic_q(temperature, 300)
     log_w_start, log_w_final = math.log(target_w(start, PRECISION)), math.log(target_w(final, PRECISION))
     assert log_w_start - log_w_final > 5  # a long way to cool
     # w falls with the target (a lag of a few tens of steps, the damping) and settles on the final target's w

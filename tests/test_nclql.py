@@ -1,6 +1,7 @@
 """NC-LQL: the annealed sampler against an exact noise-conditioned Gaussian-mixture target, the
 noise-conditioning regression against Gaussian-smoothed functions, a short training run, and refusal of bad input."""
 
+import copy
 import math
 import subprocess
 import sys
@@ -37,43 +38,83 @@ def test_noise_levels_are_a_geometric_ladder():
     assert nclql.noise_levels(0.1, 0.001, 1).tolist() == [0.001]
 
 
+def near_a_mode(samples, modes=(-0.5, 0.5), within=2 * S):
+    """Share of 1-D samples within `within` of one of the modes: 0.954 for the mixture's law, 0.32 for Uniform[-1, 1]."""
+    return ((samples[:, :1] - torch.tensor(modes)).abs().min(1).values < within).float().mean().item()
+
+
 def test_annealed_sampler_recovers_unequal_mode_weights_where_single_scale_does_not():
     sigmas = nclql.noise_levels(1.0, 0.01, 10)  # sigma_max comparable to the distance between the modes
     q_fn = noise_conditioned_mixture_q(MODES, WEIGHTS, S, W, sigmas)
+    n = 30_000
     torch.manual_seed(0)
-    start = torch.rand(10_000, 1) * 2 - 1
-    # Small steps, many of them: at step_size 1e-4 and 20 steps per level the unadjusted-Langevin bias widens the
-    # mid levels (alpha_l ~ their variance) and the split lands near 0.28 instead of 0.25.
-    annealed = nclql.annealed_langevin_sample(q_fn, start, W, sigmas, steps_per_level=200, step_size=2e-5)
+    start = torch.rand(n, 1) * 2 - 1
+    # At step_size 1e-4 and 20 steps per level the unadjusted-Langevin bias widens the mid levels (alpha_l ~ their
+    # variance) and the split lands near 0.28 instead of 0.25. Here the law of the samples, measured with 200k chains,
+    # puts 0.2626 +- 0.001 on the right (the split freezes as the barrier rises: 2e-5 x 200 or 1e-5 x 400 steps give
+    # the same) and each mode's std 1.3% +- 0.3% above sqrt(s^2 + sigma_min^2).
+    annealed = nclql.annealed_langevin_sample(q_fn, start, W, sigmas, steps_per_level=100, step_size=4e-5)
     single_scale = lql.langevin_sample(lambda a: q_fn(a, len(sigmas) - 1), start, W, 200, 1e-3)
     share_right = (annealed[:, 0] > 0).float().mean().item()
-    assert share_right == pytest.approx(WEIGHTS[1], abs=0.02)
+    # SE of the share: sqrt(0.26 * 0.74 / n) = 0.0025: 0.027 is 5.7 SE beyond the freezing bias. The single-scale split
+    # stays near its uniform start's 0.5, 9x the tolerance away
+    assert share_right == pytest.approx(WEIGHTS[1], abs=0.027)
     assert abs((single_scale[:, 0] > 0).float().mean().item() - WEIGHTS[1]) > 0.15
+    assert near_a_mode(single_scale) > 0.9  # the single-scale chains did move: into the wells, not across
     for mode, side in ((-0.5, annealed[:, 0] < 0), (0.5, annealed[:, 0] > 0)):
         around_mode = annealed[side, 0]
+        # the smaller (right) mode holds ~7,900 samples: SE of its mean 0.08 / sqrt(7900) = 0.0009 (0.01 is 11 SE), of
+        # its std 1 / sqrt(2 * 7900) = 0.8% (6% is 5.4 SE beyond the measured 1.3% + 0.3%)
         assert around_mode.mean().item() == pytest.approx(mode, abs=0.01)
         assert around_mode.std().item() == pytest.approx(math.sqrt(S**2 + 0.01**2), rel=0.06)
 
 
 def test_authors_narrow_schedule_cannot_cross_between_distant_modes():
     """With sigma_max = 0.1 the widest smoothed critic still has separate modes 1.0 apart: the weights are not recovered
-    (the reason the bandit experiment uses a wider schedule)."""
+    (the reason the bandit experiment uses a wider schedule), although each chain settles into the well it started in."""
     sigmas = nclql.noise_levels(0.1, 0.001, 10)
     q_fn = noise_conditioned_mixture_q(MODES, WEIGHTS, S, W, sigmas)
+    n = 10_000
     torch.manual_seed(0)
-    samples = nclql.annealed_langevin_sample(q_fn, torch.rand(10_000, 1) * 2 - 1, W, sigmas, 2, 1e-6)
+    start = torch.rand(n, 1) * 2 - 1
+    samples = nclql.annealed_langevin_sample(q_fn, start, W, sigmas, 20, 1e-6)
+    # SE of a share near 0.5: 0.005, so the split is 28 SE beyond 0.1 from the weights' 0.25 (it stays near 0.5)
     assert abs((samples[:, 0] > 0).float().mean().item() - WEIGHTS[1]) > 0.1
+    # the chains concentrate where Q is high: 0.94 of them within 2 s of a mode (the mixture's law: 0.954; SE 0.0023)
+    # against the uniform start's 0.32 -- a sampler that left its start unchanged would fail by 250 SE
+    assert near_a_mode(start) < 0.35 and near_a_mode(samples) > 0.9
 
 
 def test_level_step_sizes_follow_the_schedule():
     """With a flat Q and no clipping, level l adds variance steps * step_size * (sigma_l / sigma_min)^2."""
-    sigmas = torch.tensor([0.04, 0.02, 0.01])
+    sigmas, n = torch.tensor([0.04, 0.02, 0.01]), 80_000
     torch.manual_seed(0)
     samples = nclql.annealed_langevin_sample(
-        lambda a, level: torch.zeros(a.shape[0]) + 0 * a.sum(-1), torch.zeros(50_000, 2), 1.0, sigmas, 3, 1e-5
+        lambda a, level: torch.zeros(a.shape[0]) + 0 * a.sum(-1), torch.zeros(n, 2), 1.0, sigmas, 3, 1e-5
     )
     expected_var = 3 * 1e-5 * (16 + 4 + 1)
+    # SE of a variance: var sqrt(2 / (n - 1)) = 0.5%: rel 0.03 is 6 SE. One step size at every level would give
+    # 9e-5 (86% below), a step proportional to sigma_l rather than its square 2.1e-4 (67% below)
     assert samples.var(0).tolist() == pytest.approx([expected_var] * 2, rel=0.03)
+
+
+def test_annealed_sampler_has_unadjusted_langevins_step_bias_at_every_level():
+    """On the exactly smoothed Gaussian Q(a, l) = w log N(a; 0, v_l I), v_l = s^2 + sigma_l^2, a step at level l maps a
+    chain's variance v to (1 - alpha_l / (2 v_l))^2 v + alpha_l: from a = 0 that recursion gives the samples' variance,
+    drift and noise of every level included. The exact law's v_{L-1} is 27% below it here."""
+    sigmas, s, w, step, steps_per_level, n, rel = torch.tensor([0.04, 0.02, 0.01]), 0.01, 0.1, 2e-4, 3, 50_000, 0.04
+    q_fn = noise_conditioned_mixture_q([[0.0, 0.0]], [1.0], s, w, sigmas)
+    torch.manual_seed(0)
+    samples = nclql.annealed_langevin_sample(q_fn, torch.zeros(n, 2), w, sigmas, steps_per_level, step).double()
+    modelled = 0.0
+    for sigma in sigmas.tolist():  # alpha_l / (4 v_l) = 0.47, 0.4, 0.25: large steps, a large bias
+        alpha, v = step * (sigma / sigmas[-1].item()) ** 2, s**2 + sigma**2
+        for _ in range(steps_per_level):
+            modelled = (1 - alpha / (2 * v)) ** 2 * modelled + alpha
+    exact = s**2 + sigmas[-1].item() ** 2
+    # SE of a variance: var sqrt(2 / (n - 1)) = 0.63%: rel 0.04 is 6.3 SE; the exact law is 6.8x the tolerance away
+    assert samples.var(0).tolist() == pytest.approx([modelled] * 2, rel=rel)
+    assert (modelled - exact) / modelled > 3 * rel
 
 
 def test_level_embedding_is_scaled_by_one_over_sqrt_of_its_size_as_the_authors_do():
@@ -193,8 +234,37 @@ def short_run_args(**overrides):  # longer than conftest's tiny run: several log
     )
 
 
+def noisy_level_gaps(qf, obs, actions, n_levels):
+    """For each noisy level l < L-1, the rms over the batch and the critics of Q_i(s, a, l) minus the clean critics' mean
+    Q(s, a, L-1), the noise-conditioning step's target; and the clean critics' mean."""
+    at_level = lambda level: torch.full((1,), level, device=obs.device)
+    with torch.no_grad():
+        clean = qf(obs, actions, at_level(n_levels - 1)).mean(0)
+        gaps = [(qf(obs, actions, at_level(level)) - clean).pow(2).mean().sqrt().item() for level in range(n_levels - 1)]
+    return torch.tensor(gaps), clean.cpu()
+
+
+def updated_on_one_batch(device, n_updates=30, seed=0):
+    """The noisy levels' gaps (noisy_level_gaps) after `n_updates` update_critics calls on one batch of terminal
+    transitions (TD targets 0.2 r in [1, 2], far from the initial Q ~ 0), and how far the clean critics' mean moved."""
+    torch.manual_seed(seed)
+    n = 32
+    batch = (torch.randn(n, 4), torch.rand(n, 2) * 2 - 1, 5 + 5 * torch.rand(n), torch.randn(n, 4), torch.ones(n))
+    batch = tuple(t.to(device) for t in batch)
+    args = nclql.Args(num_levels=4, steps_per_level=1)
+    sigmas = nclql.noise_levels(args.sigma_max, args.sigma_min, args.num_levels)
+    qf = nclql.CriticEnsemble(obs_dim=4, act_dim=2).to(device)
+    qf_target = copy.deepcopy(qf).requires_grad_(False)
+    optimizer = torch.optim.Adam(qf.parameters(), lr=1e-3)
+    clean_before = noisy_level_gaps(qf, batch[0], batch[1], 4)[1]
+    for _ in range(n_updates):
+        nclql.update_critics(qf, qf_target, optimizer, batch, sigmas, args)
+    gaps, clean_after = noisy_level_gaps(qf, batch[0], batch[1], 4)
+    return gaps, (clean_after - clean_before).pow(2).mean().sqrt().item()
+
+
 @pytest.mark.parametrize("device", DEVICES)
-def test_short_training_run_updates_every_level_and_logs(in_tmp_dir, device):
+def test_short_training_run_updates_every_level_and_logs(in_tmp_dir, device, monkeypatch):
     args = short_run_args(save_model=True, cuda=device == "cuda")
     torch.manual_seed(args.seed)
     initial = nclql.CriticEnsemble(4, 1)
@@ -202,11 +272,6 @@ def test_short_training_run_updates_every_level_and_logs(in_tmp_dir, device):
     assert all(p.device.type == device for p in qf.parameters())
     qf = qf.cpu()
     assert all(not torch.equal(p, p0) for p, p0 in zip(qf.parameters(), initial.parameters(), strict=True))
-    obs, actions = torch.randn(8, 4), torch.rand(8, 1) * 2 - 1
-    with torch.no_grad():
-        for level in range(4):  # every level's critic moved, not only the clean one
-            levels = torch.full((1,), level)
-            assert not torch.allclose(qf(obs, actions, levels), initial(obs, actions, levels))
     scalars = read_scalars(run_dir)
     for key in ["charts/episodic_return", "charts/episodic_length", "charts/SPS", "eval/episodic_return", "losses/nc_loss"]:
         assert key in scalars, key
@@ -215,7 +280,19 @@ def test_short_training_run_updates_every_level_and_logs(in_tmp_dir, device):
     assert all(value > 0 and math.isfinite(value) for _, value in scalars["losses/nc_loss"])
     assert [step for step, _ in scalars["eval/episodic_return"]] == [200, 240]  # periodic, then the final one
     saved = torch.load(f"{run_dir}/{args.exp_name}.cleanrl_model", map_location="cpu")
-    assert saved["args"]["num_levels"] == 4 and set(saved) >= {"qf", "qf_target", "args"}
+    assert saved["args"]["num_levels"] == 4 and set(saved) >= {"qf", "args"}  # the model file holds no target critics
+
+    # Every level's critic is trained, not only the clean one. The TD step alone changes every level's Q (the layers are
+    # shared), so the check is what only the noise-conditioning step does: carry the noisy levels onto the clean
+    # critics' mean. On one batch, 30 updates move that mean by ~1.5, and every noisy level stays within 5% of the move
+    # (at this seed 2.1%; seeds 0-7: at most 4.7%). With the step's loss patched to zero (the TD step and both Adam
+    # steps unchanged) the noisy levels lag: the worst by 17.7% of the move at this seed (seeds 0-7: at least 8.2%).
+    gaps, moved = updated_on_one_batch(device)
+    assert moved > 1.0 and (gaps < 0.05 * moved).all(), (gaps / moved, moved)
+    original = nclql.noise_conditioning_loss
+    monkeypatch.setattr(nclql, "noise_conditioning_loss", lambda *inputs: 0 * original(*inputs))
+    gaps_without, moved_without = updated_on_one_batch(device)
+    assert moved_without > 1.0 and gaps_without.max() > 0.05 * moved_without  # the same check fails without the step
 
 
 def test_same_seed_gives_the_same_numbers_on_cpu(in_tmp_dir):
