@@ -6,9 +6,9 @@ dynamics on the action-gradient of the mean critic, K steps from Uniform[-1, 1]^
     a <- clip(a + (eps / 2) * grad_a Q(s, a) / w + sqrt(eps) * z, -1, 1),   z ~ N(0, I)
 
 The critics learn by TD on y = reward_scale * r + gamma * (1 - terminated) * min_i Q_i^targ(s', a'), a' drawn by the
-same sampler. `w` is the TEMPERATURE of pi ∝ exp(Q / w): bigger explores more. The authors' code multiplies a
-unit-normalised gradient by w = 500 instead; `--grad-norm` does the same with w = 1/500 = 0.002 (their NC-LQL sampler
-exactly is `--grad-norm --w 0.002 --step-size 1e-4`). `--autotune-w` tunes w toward a target entropy: docs/autotune.md.
+same sampler. `w` is the TEMPERATURE in the environment's reward units, as SAC's alpha: pi ∝ exp(Q / (reward_scale w))
+on the critics' scaled Q; bigger explores more. The authors multiply a unit-normalised gradient by 500; `--grad-norm --w
+0.01` is that. `--autotune-w` tunes w toward a target entropy: docs/autotune.md.
 Docs: docs/lql.md (why NC-LQL: one noise scale mixes slowly between separated modes of Q).
 """
 
@@ -54,10 +54,10 @@ class Args:
     learning_starts: int = 30_000  # environment steps of uniform random actions before learning starts (authors: 30k)
     learning_rate: float = 1e-4  # the Adam learning rate of the critics
     reward_scale: float = 0.2  # rewards are multiplied by this in the TD target (authors: 0.2)
-    w: float = 0.1  # temperature of pi ∝ exp(Q / w); bigger explores more (authors' 500 is 1/w with --grad-norm)
+    w: float = 0.1  # temperature in reward units, as SAC's alpha: pi ∝ exp(Q_env / w); bigger explores more (docs/lql.md)
     langevin_steps: int = 20  # Langevin steps K per action and per TD-target action (NC-LQL's L*T = 20)
     step_size: float = 1e-2  # Langevin step size eps (constant; chosen by measurement: docs/lql.md)
-    grad_norm: bool = False  # if toggled, unit-normalises the action-gradient per chain as the authors do (then w = 1/500)
+    grad_norm: bool = False  # if toggled, unit-normalises the action-gradient per chain as the authors do (with --w 0.01)
     # speed (docs/speed.md)
     compile: bool = False  # if toggled, compiles the update and the acting sampler (eager's random draws, rounding aside)
     cudagraphs: bool = False  # if toggled (with --cuda), replays the update and the acting sampler from CUDA graphs
@@ -285,9 +285,8 @@ def sample_actions(qf, obs, args, w=None):
     """One action per state: a Langevin chain from Uniform[-1, 1]^d on the online critics' mean. w=None: args.w."""
     start = torch.rand(obs.shape[0], qf.action_in.weight.shape[1], device=obs.device) * 2 - 1
     q_fn, grad_fn = mean_critic(qf, obs)
-    return langevin_sample(
-        q_fn, start, args.w if w is None else w, args.langevin_steps, args.step_size, args.grad_norm, grad_fn
-    )
+    w_critic = (args.w if w is None else w) * args.reward_scale  # w in reward units; the critics learn reward_scale * r
+    return langevin_sample(q_fn, start, w_critic, args.langevin_steps, args.step_size, args.grad_norm, grad_fn)
 
 
 class ReplayBuffer:
@@ -509,18 +508,15 @@ class Run(contextlib.AbstractContextManager):
 
     def __init__(self, args, run_name, stateful, envs, checkpoint=None):
         if args.track:
-            import wandb
-
             run = dict(project=args.wandb_project_name, entity=args.wandb_entity, name=run_name, config=vars(args))
-            wandb.init(**run, sync_tensorboard=True, save_code=True)
+            importlib.import_module("wandb").init(**run, sync_tensorboard=True, save_code=True)
         step = checkpoint["global_step"] if checkpoint else 0  # a resumed run hides what was logged after its checkpoint
         self.writer = SummaryWriter(f"runs/{run_name}", purge_step=step + 1 if checkpoint else None)
         table = "\n".join(f"|{key}|{value}|" for key, value in vars(args).items())
         self.writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + table)
         self.args, self.run_name, self.stateful, self.envs = args, run_name, stateful, envs
         self.path, self.returns, self.evaluated_at, self.signal = f"runs/{run_name}/checkpoint.pt", [], None, None
-        self.start = self.last_print = (time.time(), step)
-        self.learning_since = None  # (time, step) after this process's first update: the pace excludes compiling
+        self.start, self.last_print, self.learning_since = (time.time(), step), time.time(), None
         self.handlers = {s: signal.signal(s, self.on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
 
     def on_signal(self, signum, frame):
@@ -570,9 +566,9 @@ class Run(contextlib.AbstractContextManager):
             raise SystemExit(f"error: non-finite critics at global_step={global_step}; last good checkpoint: {self.path}")
         state = {k: part.state_dict() for k, part in self.stateful.items() if k != "rb" or self.args.checkpoint_buffer}
         rng = dict(torch=torch.get_rng_state(), cuda=torch.cuda.get_rng_state_all() if self.args.cuda else None)
-        state.update(algorithm=ALGORITHM, args=asdict(self.args), run_name=self.run_name, rng=rng)
+        state.update(algorithm=ALGORITHM, args=asdict(self.args), run_name=self.run_name, rng=rng, global_step=global_step)
         with open(self.path + ".tmp", "wb") as f:
-            torch.save({**state, "global_step": global_step, "n_updates": n_updates}, f)
+            torch.save({**state, "n_updates": n_updates}, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(self.path + ".tmp", self.path)
@@ -582,24 +578,21 @@ class Run(contextlib.AbstractContextManager):
             sys.exit(128 + self.signal)
 
     def progress(self, global_step, n_updates):
-        """Plain lines, clean in a log file; the time left comes from the pace after this process's first update."""
-        (then, step), now, args = self.last_print, time.time(), self.args
+        """A plain line (clean in a log file); the time left comes from the pace after this process's first update."""
+        now, args = time.time(), self.args
         self.learning_since = self.learning_since or ((now, global_step) if n_updates else None)
-        if now - then < 10 and global_step < args.total_timesteps:
+        if now - self.last_print < 10 and global_step < args.total_timesteps:
             return
-        self.last_print, since = (now, global_step), self.learning_since
+        self.last_print, (since, since_step) = now, self.learning_since or (now, global_step)
         if global_step <= args.learning_starts:
-            phase = f"warm-up: random actions until step {args.learning_starts}"
-            phase += ", then --compile compiles the sampler and the update" if args.compile else ""
-        elif since is None or global_step == since[1]:
+            phase = f"warm-up: random actions until step {args.learning_starts}" + (", then compiling" if args.compile else "")
+        elif global_step == since_step:
             phase = "time_left=? (measured once learning runs)"
         else:
-            phase = (
-                f"time_left={(args.total_timesteps - global_step) * (now - since[0]) / (global_step - since[1]) / 60:.1f}min"
-            )
-        recent, sps = np.mean(self.returns) if self.returns else float("nan"), (global_step - step) / max(now - then, 1e-9)
-        print(f"global_step={global_step}/{args.total_timesteps}, recent_return={recent:.1f}, SPS={sps:.0f}, "
-              f"updates={n_updates}, {phase}", flush=True)  # fmt: skip
+            seconds_per_step = (now - since) / (global_step - since_step)
+            phase = f"time_left={(args.total_timesteps - global_step) * seconds_per_step / 60:.1f}min"
+        line = f"global_step={global_step}/{args.total_timesteps}, recent_return={np.mean(self.returns or [math.nan]):.1f}"
+        print(f"{line}, updates={n_updates}, {phase}", flush=True)
 
 
 def restore(checkpoint, stateful, args):

@@ -26,8 +26,8 @@ Choices, all measured (first with exact, Monte Carlo smoothed critics, then with
 - s = 0.2 makes the barrier between neighbouring modes 4.3 nats at w = 0.1: a constant-step chain rarely crosses it.
   With wider modes (s = 0.3, 1.8 nats) LQL mixes too once given as many steps as NC-LQL (TV 0.05), and the
   comparison would show nothing but a step count.
-- w = 0.1 (= beta, LQL's default): the target masses are then exactly p (0.499 / 0.250 / 0.150 / 0.101 on
-  the box).
+- w = 0.1 (= beta; the samplers' own temperature: the bandit has no reward scale): the target masses are then
+  exactly p (0.499 / 0.250 / 0.150 / 0.101 on the box).
 - sigma_max = 0.5, comparable to the mode distance (1.2): at 0.5 the smoothed critic is almost unimodal, so chains
   move freely between modes. 0.8 did worse (exact critics, T = 20: TV 0.08-0.10 vs 0.05-0.09 for 0.5): at 0.8 the
   smoothing distorts the masses (exp(Q_0.5 / w) already gives 0.37 / 0.28 / 0.18 / 0.17). The authors' 0.1 is half

@@ -17,7 +17,7 @@ side: `-- --threads 1` each). Arguments after `--` go to every script call and r
 flags of the same name (`--no-compile` drops `--compile`); --env-id, --seed, --total-timesteps and --exp-name belong
 to the benchmark. `--variant NAME=ARGS` (repeatable) runs every algorithm once per variant with ARGS on top, as the
 algorithm `{algo}-{NAME}` (its own directory, row and curve): a grid of settings in one table, e.g.
-`--algos nclql --variant 'w0.02=--w 0.02' --variant 'w0.1=--w 0.1' --variant autotune=--autotune-w`.
+`--algos nclql --variant 'w0.1=--w 0.1' --variant 'w0.5=--w 0.5' --variant autotune=--autotune-w`.
 
 Presets (updates = env steps after --learning-starts, divided by --num-envs; one update per vector step):
 - quick: InvertedPendulum-v4 (20,000 env steps) and Hopper-v4 (40,000; also the budget of any other env given with
@@ -28,14 +28,14 @@ Presets (updates = env steps after --learning-starts, divided by --num-envs; one
 - sac-budget: CleanRL SAC's protocol at a small budget, Hopper-v4, Walker2d-v4, HalfCheetah-v4, 50,000 env steps,
   seeds 1-3, both algorithms, --num-envs 1 (one update per env step) --learning-starts 5000 --eval-frequency 5000
   --eval-episodes 10 --checkpoint-frequency 5000 --compile, SAC's critic learning rate and a colder sampler: for
-  NC-LQL --learning-rate 1e-3 --w 0.02 --step-size 1e-4 (its default sampler; chosen on Hopper-v4: docs/nclql.md), on
+  NC-LQL --learning-rate 1e-3 --w 0.1 --step-size 1e-4 (its default sampler; chosen on Hopper-v4: docs/nclql.md), on
   Walker2d-v4 with --learning-rate 3e-4 (its critic over-estimates at 1e-3) and on Hopper-v4 2e-3, for LQL
-  --learning-rate 1e-3 --w 0.02, 2 workers: 18 runs of 45,000 updates, 55-70 min each at the 12-15 env steps/s
+  --learning-rate 1e-3 --w 0.1, 2 workers: 18 runs of 45,000 updates, 55-70 min each at the 12-15 env steps/s
   measured on the 2-vCPU VM with two runs sharing it. Aggregate it beside CleanRL SAC's figures: `./benchmark.sh
   aggregate DIR --reference benchmarks/reference/cleanrl_sac.csv`.
 - paper: the authors' protocol, HalfCheetah, Ant, Hopper, Humanoid, Walker2d, Swimmer (-v4), seeds 1-5, 5,000,000
   env steps, the scripts' defaults (the authors': --num-envs 5, 30k learning starts, evaluation of 20 episodes every
-  125k steps) plus --compile, and for NC-LQL the authors' sampler, --grad-norm --w 0.002 --step-size 1e-4 (their
+  125k steps) plus --compile, and for NC-LQL the authors' sampler, --grad-norm --w 0.01 --step-size 1e-4 (their
   update, update for update); add `-- --cuda --cudagraphs` on a GPU. 60 runs of (5e6 - 3e4) / 5 = 994,000 updates
   each. At the ~13 updates/s of a quick-preset run on this VM (one thread) that is 994,000 / 13 = 76,000 s = 21 h per
   run and 60 x 21 h = 1,270 run-hours (53 days) for the preset on one worker; docs/speed.md has GPU rates. --slurm
@@ -107,8 +107,9 @@ PRESETS = {
         workers=1,
         slurm_time="3-00:00:00",
         slurm_cpus=2,
-        # the authors' sampler, update for update (their w = 500 on a unit-normalised gradient; they released no LQL)
-        algo_args={"nclql": ("--grad-norm", "--w", "0.002", "--step-size", "1e-4")},
+        # the authors' sampler, update for update (their 500 on a unit-normalised gradient is 1 / (w reward_scale) with
+        # w = 0.01 in reward units; they released no LQL)
+        algo_args={"nclql": ("--grad-norm", "--w", "0.01", "--step-size", "1e-4")},
     ),
     "sac-budget": Preset(
         budgets=dict.fromkeys(SAC_BUDGET_ENVS, 50_000),
@@ -124,8 +125,8 @@ PRESETS = {
         # SAC's critic learning rate and the colder w; NC-LQL's sampler is its default, given explicitly so that these
         # runs stay reproducible if a default changes (docs/sac_budget.md)
         algo_args={
-            "lql": ("--learning-rate", "1e-3", "--w", "0.02"),
-            "nclql": ("--learning-rate", "1e-3", "--w", "0.02", "--step-size", "1e-4"),
+            "lql": ("--learning-rate", "1e-3", "--w", "0.1"),
+            "nclql": ("--learning-rate", "1e-3", "--w", "0.1", "--step-size", "1e-4"),
         },
         # Walker2d-v4's critic over-estimates at 1e-3; at 3e-4 NC-LQL is level with SAC there (8 seeds), where Hopper-v4 loses
         # half its return; Hopper-v4 has the higher mean at 2e-3 (8 seeds against 6; docs/sac_budget.md)

@@ -5,7 +5,7 @@ and the critic's value of them against uniform actions, for the run's own sample
     ./benchmark.sh spread CHECKPOINT CHECKPOINT ...   # one run's copies over training: its estimation only
 
 A checkpoint of either script (with its replay buffer: the states come from it). Each setting is script arguments on
-top of the run's own (e.g. `--setting 'cold=--w 0.02 --step-size 1e-4'`); without any, a few temperatures and step
+top of the run's own (e.g. `--setting 'cold=--w 0.1 --step-size 1e-4'`); without any, a few temperatures and step
 sizes. Columns, means over `--states` replayed states with `--chains` chains each:
 - action std: the standard deviation of the actions drawn at one state, per dimension (a uniform law on [-1, 1] has
   1/sqrt(3) = 0.577: a sampler near that barely left its uniform start);
@@ -30,12 +30,16 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_SETTINGS = {  # by algorithm: their step sizes mean different things (a level ladder's base, a constant step)
     "NC-LQL": {
-        "w 0.1, step 1e-5 (the earlier default)": "--w 0.1 --step-size 1e-5",
-        "w 0.1, step 1e-4": "--w 0.1 --step-size 1e-4",
-        "w 0.02, step 1e-4 (the default)": "--w 0.02 --step-size 1e-4",
-        "the authors' (--grad-norm --w 0.002 --step-size 1e-4)": "--grad-norm --w 0.002 --step-size 1e-4",
+        "w 0.5, step 1e-5 (the earlier default)": "--w 0.5 --step-size 1e-5",
+        "w 0.5, step 1e-4": "--w 0.5 --step-size 1e-4",
+        "w 0.1, step 1e-4 (the default)": "--w 0.1 --step-size 1e-4",
+        "the authors' (--grad-norm --w 0.01 --step-size 1e-4)": "--grad-norm --w 0.01 --step-size 1e-4",
     },
-    "LQL": {"w 0.1 (the default)": "--w 0.1", "w 0.02": "--w 0.02", "--grad-norm --w 0.002": "--grad-norm --w 0.002"},
+    "LQL": {
+        "w 0.5 (the earlier default)": "--w 0.5",
+        "w 0.1 (the default)": "--w 0.1",
+        "--grad-norm --w 0.01": "--grad-norm --w 0.01",
+    },
 }
 
 

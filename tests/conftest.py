@@ -95,7 +95,7 @@ def tiny_run_args(module, **overrides):
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory):
     """trained_run(module) -> the directory of one tiny trained run of that script (checkpoint.pt at env step 60 of 60,
-    and the saved model, trained at w = 0.05), made once per session for the tests that only read it."""
+    and the saved model, trained at w = 0.25), made once per session for the tests that only read it."""
     run_dirs = {}
 
     def run_of(module):
@@ -104,7 +104,7 @@ def trained_run(tmp_path_factory):
             os.chdir(workdir)
             try:
                 _, run_dir = module.train(
-                    tiny_run_args(module, exp_name="trained", checkpoint_frequency=60, save_model=True, w=0.05)
+                    tiny_run_args(module, exp_name="trained", checkpoint_frequency=60, save_model=True, w=0.25)
                 )
             finally:
                 os.chdir(here)

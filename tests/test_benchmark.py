@@ -489,7 +489,7 @@ def test_job_list_is_algos_x_envs_x_seeds_with_the_presets_budgets_and_extra_arg
     assert {j.total_timesteps for j in jobs} == {40_000}  # an env the preset does not list gets its default budget
     *_, jobs, _, _ = learning.plan(["--preset", "paper", "--out", str(tmp_path)])
     assert len(jobs) == 2 * 6 * 5 and {j.total_timesteps for j in jobs} == {5_000_000}
-    authors_sampler = ["--grad-norm", "--w", "0.002", "--step-size", "1e-4"]  # their w = 500, update for update
+    authors_sampler = ["--grad-norm", "--w", "0.01", "--step-size", "1e-4"]  # their 500 = 1 / (0.01 * 0.2), update for update
     for job in jobs:
         assert (
             list(job.command[-len(authors_sampler) :]) == authors_sampler if job.algo == "nclql" else "--w" not in job.command
@@ -509,7 +509,7 @@ def test_sac_budget_preset_is_sacs_protocol_for_both_scripts(tmp_path):
         per_env = {("nclql", "Walker2d-v4"): "3e-4", ("nclql", "Hopper-v4"): "2e-3"}
         assert job.command.count("--learning-rate") == 1  # the per-env rate replaces the per-algorithm one
         assert flags["--learning-rate"] == per_env.get((job.algo, job.env_id), "1e-3")  # else SAC's critic lr
-        assert flags["--w"] == "0.02"  # the colder sampler
+        assert flags["--w"] == "0.1"  # the colder sampler (in reward units; 0.02 before w took them)
         if job.algo == "nclql":  # NC-LQL's default step, given so that a changed default does not change the preset
             assert flags["--step-size"] == "1e-4"
         else:  # LQL keeps its own step

@@ -246,7 +246,7 @@ def test_saved_critics_are_evaluated_with_their_trained_w_without_training(in_tm
     returns = module.train(module.Args(eval_checkpoint=f"{run_dir}/trained.cleanrl_model", eval_episodes=3))
     assert returns.shape == (3,) and (returns >= 1).all()
     ((evaluated_qf, evaluated_w),) = evaluated
-    assert evaluated_w == 0.05  # the trained w, not the command line's default
+    assert evaluated_w == 0.25  # the trained w, not the command line's default
     assert torch.equal(flat_parameters(evaluated_qf), flat_parameters(model["qf"]))  # the saved critics
     assert not os.path.exists("runs")  # evaluation trains nothing and logs nothing
     with pytest.raises(SystemExit, match="error: --env-id Hopper-v4 differs from the checkpoint's InvertedPendulum-v4"):

@@ -81,7 +81,7 @@ def test_with_compile_the_warm_up_line_says_that_compiling_comes_next(in_tmp_dir
     with module.Run(tiny_run_args(module, compile=True, total_timesteps=40), "r", {}, envs) as run:
         run.progress(40, 0)  # the last step prints at once
     line = capsys.readouterr().out.strip()
-    assert line.endswith("warm-up: random actions until step 40, then --compile compiles the sampler and the update")
+    assert line.endswith("warm-up: random actions until step 40, then compiling")
 
 
 @MODULES

@@ -1,36 +1,64 @@
 #!/usr/bin/env bash
 # CleanRL's SAC, its own script unmodified, for the sac-budget table's reference rows (docs/benchmarking.md):
 #   benchmarks/reference/cleanrl_sac.sh setup DIR          a venv in DIR/venv: cleanrl 1.2.0's sac_continuous_action.py
-#                                                          (the last release on PyPI) with the gym of its era
+#                                                          (the last release on PyPI) on our own stack (requirements.txt:
+#                                                          gymnasium, MuJoCo, torch) through a gym 0.23 API shim
+#   benchmarks/reference/cleanrl_sac.sh setup-old-stack DIR  the same script on the gym of its era instead (gym 0.24.1,
+#                                                          mujoco 2.3.3), as the reference rows were first measured
 #   benchmarks/reference/cleanrl_sac.sh run DIR ENV SEED   one run at its defaults, 50k env steps, CPU, one thread:
 #                                                          DIR/ENV/seedSEED/ (an interrupted run starts again)
 #   benchmarks/reference/cleanrl_sac.sh table DIR [CSV]    the reference CSV on stdout: per env and 5k window, the mean
 #                                                          training return over the finished seeds (and its std); with
 #                                                          CSV (an earlier output), its rows for envs not in DIR kept
-# The script was written for gym 0.23, which has no Hopper-v4; gym 0.24.1 has the v4 envs but returns a vector env's
-# infos as one dict and checks observation dtypes. The shim below (DIR/venv's sitecustomize.py) restores the 0.23
-# behaviour the script expects; the algorithm and its settings are CleanRL's as released.
+# The script was written for gym 0.23. `setup` runs it on the gymnasium and MuJoCo that our scripts run on, so that both
+# arms of the table share one simulator: benchmarks/reference/gym_shim/gym.py, installed as the venv's `gym`, gives the
+# script gym 0.23's API on gymnasium (old reset and step, env.seed, same-step autoreset with "terminal_observation",
+# per-env info dicts, "TimeLimit.truncated"), and stable-baselines3 2.9.2's ReplayBuffer (1.6.2's, which the script was
+# released with, on gymnasium spaces) holds its transitions. `setup-old-stack` keeps gym 0.24.1, which has the v4 envs
+# but returns a vector env's infos as one dict and checks observation dtypes; a sitecustomize.py there restores the
+# 0.23 behaviour. Either way the algorithm and its settings are CleanRL's as released. DIR/venv/stack.txt names the
+# stack, and `table` writes it into the source column.
 set -euo pipefail
 mode=${1:-}
 dir=${2:-}
-if [[ -z "$dir" || ! "$mode" =~ ^(setup|run|table)$ ]]; then
-  echo "error: give a mode (setup, run or table) and a DIR" >&2
-  sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0" | head -8 >&2
+if [[ -z "$dir" || ! "$mode" =~ ^(setup|setup-old-stack|run|table)$ ]]; then
+  echo "error: give a mode (setup, setup-old-stack, run or table) and a DIR" >&2
+  sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0" | head -11 >&2
   exit 2
 fi
 dir=$(realpath -m "$dir")
 venv=$dir/venv
 script=$venv/cleanrl/sac_continuous_action.py
+root=$(cd "$(dirname "$0")/../.." && pwd)
+get_script() {  # cleanrl 1.2.0 asks for Python < 3.11: its wheel without its dependencies, for the script alone
+  "$venv/bin/pip" download -q --no-deps --python-version 3.10 --only-binary=:all: cleanrl==1.2.0 -d "$venv/wheel"
+  "$venv/bin/python" -m zipfile -e "$venv"/wheel/cleanrl-1.2.0-*.whl "$venv"
+}
+purelib() { "$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'; }
+versions() {  # "name version, ..." of the packages named, as installed in the venv
+  local code='import importlib.metadata as m, sys; print(", ".join(p + " " + m.version(p) for p in sys.argv[1:]))'
+  "$venv/bin/python" -c "$code" "$@"
+}
 case "$mode" in
   setup)
     python3 -m venv "$venv"
+    # requirements.txt's pins, which our scripts run on; stable-baselines3 2.9.2 asks for gymnasium < 2, numpy, torch
+    # and cloudpickle, which they satisfy: one resolve, so that nothing of the stack moves
+    "$venv/bin/pip" install -q -r "$root/requirements.txt" stable-baselines3==2.9.2
+    get_script
+    cp "$root/benchmarks/reference/gym_shim/gym.py" "$(purelib)/gym.py"
+    echo "$(versions gymnasium mujoco torch stable-baselines3), gym 0.23's API by benchmarks/reference/gym_shim" \
+      > "$venv/stack.txt"
+    echo "ready: $script ($(cat "$venv/stack.txt"))"
+    ;;
+  setup-old-stack)
+    python3 -m venv "$venv"
     "$venv/bin/pip" install -q torch==2.13.0 numpy==1.23.5 mujoco==2.3.3 gym==0.24.1 pandas==2.0.3 matplotlib==3.7.5 \
       tensorboard cloudpickle psutil imageio "importlib-metadata~=4.13"
-    # cleanrl 1.2.0 asks for Python < 3.11 and stable-baselines3 1.6.2 for gym 0.21: both without their dependencies
+    # stable-baselines3 1.6.2 asks for gym 0.21: without its dependencies
     "$venv/bin/pip" install -q --no-deps stable-baselines3==1.6.2
-    "$venv/bin/pip" download -q --no-deps --python-version 3.10 --only-binary=:all: cleanrl==1.2.0 -d "$venv/wheel"
-    "$venv/bin/python" -m zipfile -e "$venv"/wheel/cleanrl-1.2.0-*.whl "$venv"
-    cat > "$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/sitecustomize.py" <<'EOF'
+    get_script
+    cat > "$(purelib)/sitecustomize.py" <<'EOF'
 """gym 0.24.1 made to behave as gym 0.23, for CleanRL 1.2.0's unmodified sac_continuous_action.py."""
 
 import functools
@@ -62,7 +90,8 @@ class _ListInfos(gym.Wrapper):
 _SyncVectorEnv = gym.vector.SyncVectorEnv
 gym.vector.SyncVectorEnv = lambda env_fns, **kwargs: _ListInfos(_SyncVectorEnv(env_fns, **kwargs))
 EOF
-    echo "ready: $script"
+    echo "$(versions gym mujoco torch stable-baselines3), gym 0.23's behaviour by a sitecustomize.py" > "$venv/stack.txt"
+    echo "ready: $script ($(cat "$venv/stack.txt"))"
     ;;
   run)
     env_id=${3:?env id}
@@ -87,6 +116,8 @@ from pathlib import Path
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 root = Path(sys.argv[1])
+stack = root / "venv" / "stack.txt"  # setup's record of the venv's stack; absent in a venv set up before it was written
+stack = f" ({stack.read_text().strip()})" if stack.exists() else ""
 windows = [(start, start + 5000) for start in range(5000, 50000, 5000)] + [(40000, 50000)]  # then the last 10k
 writer = csv.writer(sys.stdout, lineterminator="\n")
 header = ["algorithm", "env", "seeds", "steps_from", "steps_to", "training_return", "training_return_std", "source"]
@@ -104,7 +135,7 @@ for env_dir in env_dirs:
     last_10k = ", ".join(f"{p.name[4:]}: {seed[-1]:.0f}" for p, seed in zip(runs, per_seed))
     source = (
         "CleanRL's sac_continuous_action.py as released in cleanrl 1.2.0, unmodified, its defaults (5k random warm-up, "
-        "critic lr 1e-3, one update per env step), on CPU, run by benchmarks/reference/cleanrl_sac.sh; mean training "
+        f"critic lr 1e-3, one update per env step), on CPU, run by benchmarks/reference/cleanrl_sac.sh{stack}; mean training "
         f"episodic return per window, mean and sample std over seeds (per seed over 40-50k: {last_10k})"
     )
     for k, (start, end) in enumerate(windows):
