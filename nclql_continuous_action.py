@@ -482,8 +482,9 @@ def evaluate(qf, env_id, n_episodes, seed, sigmas, args, device, act=sample_acti
     while np.isnan(returns).any():
         actions = act(qf, torch.as_tensor(obs, dtype=torch.float32, device=device), sigmas, args, w)
         obs, _, _, _, infos = envs.step(to_env_actions(actions.cpu().numpy(), envs.single_action_space))
-        for i in np.flatnonzero(infos.get("_episode", [])):  # each env's first episode
-            returns[i] = infos["episode"]["r"][i] if np.isnan(returns[i]) else returns[i]
+        for i in np.flatnonzero(infos.get("_episode", [])):
+            if np.isnan(returns[i]):
+                returns[i] = infos["episode"]["r"][i]
     envs.close()
     return returns
 

@@ -55,12 +55,16 @@ table), and writes into DIR:
 - `learning_curves.png`: evaluation return against env steps, one panel per environment, the mean over seeds with a
   band of ± one std (seeds interpolated onto the union of their evaluation steps inside their common range).
 - `runs.csv`: every run's series behind these (evaluation and training returns, wall time, diagnostics), finished or
-  not. Kept beside the tables, it stands in for run directories deleted since: copied into a later output directory,
-  its runs are aggregated with the new ones there (a run directory replaces the record of the same run).
+  not, with the code's commit and the machine each run ran on (columns `commit` and `machine`, from the runner's
+  `run_info.jsonl`; a run resumed on another commit or machine lists each, joined with "; "; empty for runs made before
+  they were recorded). Kept beside the tables, it stands in for run directories deleted since: copied into a later
+  output directory, its runs are aggregated with the new ones there (a run directory replaces the record of the same
+  run). `results.md` names the commits and machines of the runs in its tables in one line under the first table.
 """
 
 import argparse
 import importlib
+import json
 import math
 import sys
 import warnings
@@ -123,6 +127,8 @@ class RunResult:
     final_w: float = math.nan  # the last tuned w (--autotune-w); nan for a fixed w
     finished: bool = True  # the run's directory has DONE (it ran to its end)
     on_gpu: bool = False  # it ran with --cuda: its speed is summarised apart from the CPU runs'
+    commit: str = ""  # the code's commit(s) of its attempts, "; "-joined (run_info.jsonl); "" when not recorded
+    machine: str = ""  # the GPU or CPU model(s) of its attempts, likewise
 
     def train_return(self, start, end) -> float:
         """Mean return of the training episodes that ended in (start, end] env steps; nan when none did."""
@@ -206,6 +212,22 @@ def ran_on_gpu(run_dir: Path) -> bool:
     return any("--cuda" in line.split() for line in lines if line.startswith("$ "))  # Slurm's lines are not quoted
 
 
+def run_info(run_dir: Path) -> tuple[str, str]:
+    """(commit, machine) of a run: the distinct values of its attempts' lines in run_info.jsonl (the runners write one per
+    attempt since the run last started afresh), in order, joined with "; "; empty when there is no such file (runs made
+    before it was written)."""
+    path, commits, machines = run_dir / "run_info.jsonl", {}, {}
+    for line in path.read_text(errors="replace").splitlines() if path.exists() else []:
+        try:
+            attempt = json.loads(line)
+        except ValueError:
+            continue  # a line cut short (a full disk, a kill while writing): the others still count
+        if isinstance(attempt, dict):
+            commits[str(attempt.get("commit") or "unknown")] = None
+            machines[str(attempt.get("machine") or "unknown")] = None
+    return "; ".join(commits), "; ".join(machines)
+
+
 def run_result(run_dir: Path, algo: str, env_id: str, seed: int, finished: bool) -> RunResult | None:
     """The evaluation curve, step count and wall time of one run directory; None when it logged no evaluation."""
     event_dirs = [d for d in (run_dir / "runs").glob("*") if d.is_dir() and any(d.glob("events.out.tfevents.*"))]
@@ -218,6 +240,7 @@ def run_result(run_dir: Path, algo: str, env_id: str, seed: int, finished: bool)
     if evals.empty:
         return None
     train, tuned_w = scalars[scalars.tag == TRAIN_TAG], scalars[scalars.tag == TUNED_W_TAG]
+    commit, machine = run_info(run_dir)
     return RunResult(
         algo=algo,
         env_id=env_id,
@@ -232,6 +255,8 @@ def run_result(run_dir: Path, algo: str, env_id: str, seed: int, finished: bool)
         final_w=float(tuned_w.value.iloc[-1]) if len(tuned_w) else math.nan,  # written in step order: the last step's
         finished=finished,
         on_gpu=ran_on_gpu(run_dir),
+        commit=commit,
+        machine=machine,
     )
 
 
@@ -271,26 +296,28 @@ def find_runs(out: Path, unfinished=False) -> tuple[list[RunResult], list[str], 
 
 
 RUNS_CSV = "runs.csv"  # every run's series behind the tables, kept beside them: a later session adds seeds to it
-RUN_COLUMNS = ["algorithm", "env", "seed", "finished", "series", "step", "value"]
+RUN_COLUMNS = ["algorithm", "env", "seed", "finished", "commit", "machine", "series", "step", "value"]
+OLD_RUN_COLUMNS = ["algorithm", "env", "seed", "finished", "series", "step", "value"]  # before commit and machine
 
 
 def write_runs(runs: list[RunResult], path: Path) -> None:
     """One row per logged value the tables use: series `eval` and `train` (evaluation and training returns at their env
-    steps), and at the run's last env step its `wall_time_s`, `on_gpu`, `final_w` and `diagnostics/{column}`. Run
-    directories are deleted between sessions; this file, next to results.md, lets `find_runs` rebuild the same tables
-    with more seeds."""
+    steps), and at the run's last env step its `wall_time_s`, `on_gpu`, `final_w` and `diagnostics/{column}`. The run's
+    `commit` and `machine` are on these last rows only (the eval and train rows leave them empty: the strings on every
+    one would make the file several times larger). Run directories are deleted between sessions; this file, next to
+    results.md, lets `find_runs` rebuild the same tables with more seeds."""
     rows = []
     for r in runs:
         run = (r.algo, r.env_id, r.seed, r.finished)
-        rows += [(*run, "eval", step, value) for step, value in zip(r.steps, r.returns, strict=True)]
-        rows += [(*run, "train", step, value) for step, value in zip(r.train_steps, r.train_returns, strict=True)]
+        rows += [(*run, "", "", "eval", step, value) for step, value in zip(r.steps, r.returns, strict=True)]
+        rows += [(*run, "", "", "train", step, value) for step, value in zip(r.train_steps, r.train_returns, strict=True)]
         last = {
             "wall_time_s": r.wall_time_s,
             "on_gpu": float(r.on_gpu),
             "final_w": r.final_w,
             **{f"diagnostics/{k}": v for k, v in r.diagnostics.items()},
         }
-        rows += [(*run, name, r.total_steps, value) for name, value in last.items()]
+        rows += [(*run, r.commit, r.machine, name, r.total_steps, value) for name, value in last.items()]
     pd.DataFrame(rows, columns=RUN_COLUMNS).to_csv(path, index=False)
 
 
@@ -298,12 +325,15 @@ def read_runs(path: Path) -> list[RunResult]:
     """The runs `write_runs` kept in path; none when there is no such file."""
     if not path.exists():
         return []
-    try:
-        table = pd.read_csv(path)
+    try:  # commit and machine as text: a commit of digits and one "e" is no number
+        table = pd.read_csv(path, dtype={"commit": str, "machine": str})
     except (pd.errors.EmptyDataError, pd.errors.ParserError):
         table = pd.DataFrame()
+    if list(table.columns) == OLD_RUN_COLUMNS:  # written before commit and machine were recorded
+        table = table.assign(commit="", machine="")[RUN_COLUMNS]
     if list(table.columns) != RUN_COLUMNS or not {"eval", "wall_time_s"} <= set(table.series):
         raise SystemExit(f"error: {path} is not a runs file of this aggregator (columns: {', '.join(RUN_COLUMNS)})")
+    table = table.fillna({"commit": "", "machine": ""})
     runs = []
     for (algo, env_id, seed, finished), rows in table.groupby(["algorithm", "env", "seed", "finished"]):
         series = {name: part for name, part in rows.groupby("series")}  # each in the order it was written
@@ -324,6 +354,8 @@ def read_runs(path: Path) -> list[RunResult]:
                 final_w=last.get("final_w", math.nan),
                 finished=bool(finished),
                 on_gpu=bool(last.get("on_gpu", 0.0)),  # written since GPU runs were added; every earlier one ran on a CPU
+                commit=next((v for v in rows.commit if v), ""),  # on the run's last rows only
+                machine=next((v for v in rows.machine if v), ""),
             )
         )
     return runs
@@ -572,7 +604,24 @@ def _fmt(x, digits=1):
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:,.{digits}f}"
 
 
-def markdown_table(rows: list[dict], left_out: list[str]) -> str:
+def provenance(results: list[RunResult]) -> str:
+    """One line naming the commits and the machines of the runs, each with its count of runs (a run resumed on another
+    commit or machine counts under each)."""
+
+    def counts(values) -> str:
+        seen = {}
+        for value in values:
+            for part in value.split("; ") if value else ["not recorded"]:
+                seen[part] = seen.get(part, 0) + 1
+        return ", ".join(f"{name} ({n} run{'s' if n > 1 else ''})" for name, n in seen.items())
+
+    return (
+        f"- Commits: {counts(r.commit for r in results)}; machines: {counts(r.machine for r in results)} (per run in "
+        "runs.csv, columns `commit` and `machine`)."
+    )
+
+
+def markdown_table(rows: list[dict], left_out: list[str], made_with: str = "") -> str:
     tuned = any(not math.isnan(r["final_w"]) for r in rows)
     lines = [
         "| algorithm | env | seeds | env steps | first eval return | curve mean | training return, last 10k steps | "
@@ -615,6 +664,8 @@ def markdown_table(rows: list[dict], left_out: list[str]) -> str:
         ),
         "- critic params: the online critic ensemble (both critics), not the target copies.",
     ]
+    if made_with:
+        notes.append(made_with)
     if left_out:
         notes.append("- Left out or unfinished: " + ", ".join(left_out) + ".")
     return "\n".join(["# Learning benchmark", "", *lines, *notes]) + "\n"
@@ -855,7 +906,7 @@ def aggregate(out, select_seeds=None, window=5000, reference=None, unfinished=Fa
     # nan and a missing parameter count (Int64: the others stay integers) as empty cells; CRLF lines, as csv writes them
     table = pd.DataFrame(rows, columns=COLUMNS).astype({"critic_params": "Int64"})
     table.to_csv(out / "results.csv", index=False, lineterminator="\r\n")
-    table = markdown_table(rows, left_out) + (headline_table(rows, reference) if reference else "")
+    table = markdown_table(rows, left_out, provenance(results)) + (headline_table(rows, reference) if reference else "")
     table += windows_table(results, window, reference)
     table += seeds_table(results)
     table += diagnostics_table(results)

@@ -6,12 +6,13 @@ own directory; then the results table and the learning-curve plot (benchmarks/ag
                          [--slurm ...] [-- script args]
 
 Layout: DIR/{algo}/{env}/seed{k}/ holds `log.txt` (the script's stdout and stderr), `runs/` (its TensorBoard logs: the
-scripts write runs/ under their working directory, so each run starts in its own directory) and `DONE` (JSON: exit
-status, wall time, command), written only when the script exits with status 0. Running the benchmark again skips
-runs with DONE; a run without DONE resumes from the checkpoint its last attempt left (the scripts write one on
-Ctrl-C / SIGTERM and every --checkpoint-frequency env steps) with --resume, or else starts afresh (the failed
-attempt's logs deleted first). A failed run does not stop the others; it is listed at the end with its log, and the
-exit status is then 1. Each run gets
+scripts write runs/ under their working directory, so each run starts in its own directory), `run_info.jsonl` (one
+JSON line per attempt, written as it starts: the code's commit, the machine, the runner; a resume adds a line, a fresh
+start begins a new file) and `DONE` (JSON: exit status, wall time, command), written only when the script exits with
+status 0. Running the benchmark again skips runs with DONE; a run without DONE resumes from the checkpoint its last
+attempt left (the scripts write one on Ctrl-C / SIGTERM and every --checkpoint-frequency env steps) with --resume, or
+else starts afresh (the failed attempt's logs deleted first). A failed run does not stop the others; it is listed at
+the end with its log, and the exit status is then 1. Each run gets
 --threads and OMP_NUM_THREADS = max(1, cores // workers), unless its arguments give --threads (two invocations side by
 side: `-- --threads 1` each). Arguments after `--` go to every script call and replace the preset's
 flags of the same name (`--no-compile` drops `--compile`); --env-id, --seed, --total-timesteps and --exp-name belong
@@ -51,6 +52,7 @@ unfinished runs, which resume. When the tasks are done, `./benchmark.sh aggregat
 import argparse
 import json
 import os
+import platform
 import re
 import shlex
 import shutil
@@ -227,6 +229,79 @@ def latest_checkpoint(run_dir: Path) -> str | None:
     return str(found[-1].relative_to(run_dir)) if found else None
 
 
+def code_commit(script) -> str:
+    """`git rev-parse HEAD` of the repository holding the script, with "+dirty" when tracked files differ from that
+    commit (untracked ones do not count); "unknown" outside a git checkout or without git."""
+    git = ["git", "-C", str(Path(script).resolve().parent)]
+    try:
+        head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=60)
+        if head.returncode != 0 or not head.stdout.strip():
+            return "unknown"
+        status = subprocess.run(
+            [*git, "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=60
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head.stdout.strip() + ("+dirty" if status.stdout.strip() else "")
+
+
+def uses_cuda(command) -> bool:
+    """Whether the run asks for the GPU: the last of --cuda and --no-cuda wins."""
+    flags = [token for token in command if token in ("--cuda", "--no-cuda")]
+    return bool(flags) and flags[-1] == "--cuda"
+
+
+def gpu_name() -> str | None:
+    """nvidia-smi's name of the GPU a CUDA run uses (its device 0: the first of CUDA_VISIBLE_DEVICES when that is set),
+    or of the first GPU when that one cannot be queried; None without nvidia-smi or a GPU."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")[0].strip()
+    query = ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"]
+    for command in ([*query, "-i", visible], query) if visible else (query,):
+        try:
+            result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        names = result.stdout.strip().splitlines() if result.returncode == 0 else []
+        if names and names[0].strip():
+            return names[0].strip()
+    return None
+
+
+def cpu_model() -> str:
+    """The first "model name" of /proc/cpuinfo, else platform.machine() (e.g. on ARM, where cpuinfo has none)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name") and ":" in line and line.split(":", 1)[1].strip():
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine() or "unknown"
+
+
+def machine_name(command) -> str:
+    """The machine a run's attempt runs on: the GPU's name when its command has --cuda and nvidia-smi names one, else
+    the CPU model."""
+    return (uses_cuda(command) and gpu_name()) or cpu_model()
+
+
+RUN_INFO = "run_info.jsonl"  # one JSON line per attempt since the run last started afresh
+
+
+def record_attempt(job: Job, resumed_from: str | None) -> None:
+    """Adds this attempt's line to the run's run_info.jsonl (a fresh start replaces the file, as it does log.txt): when
+    it started, the runner, the code's commit and the machine. The Slurm job script writes the same line in bash."""
+    record = {
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "runner": "local",
+        "commit": code_commit(job.command[1]),
+        "machine": machine_name(job.command),
+        "resumed_from": resumed_from,
+    }
+    with open(job.run_dir / RUN_INFO, "a" if resumed_from else "w") as f:
+        f.write(json.dumps(record) + "\n")
+
+
 def run_job(job: Job, omp_threads: int) -> int:
     """Runs one job in its directory, resuming from the checkpoint of an interrupted attempt if there is one (the
     scripts write one on SIGINT/SIGTERM and every --checkpoint-frequency steps); writes DONE only on success."""
@@ -238,6 +313,7 @@ def run_job(job: Job, omp_threads: int) -> int:
     if "--threads" not in command:  # the scripts default to one thread: give each run its share of the cores
         command += ["--threads", str(omp_threads)]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads_of(command)), "PYTHONUNBUFFERED": "1"}
+    record_attempt(job, checkpoint)
     start = time.time()
     with open(job.run_dir / "log.txt", "a" if checkpoint else "w") as log:  # a resume keeps the earlier output
         log.write("$ " + shlex.join(command) + "\n")
@@ -344,11 +420,38 @@ if [ -n "$checkpoint" ]; then
   cmd+=(--resume "$checkpoint")
   resumed_from="\"$checkpoint\""
 else
-  rm -rf runs log.txt  # a failed attempt's logs would be read as results
+  rm -rf runs log.txt run_info.jsonl  # a failed attempt's logs would be read as results
   resumed_from=null
 fi
 export OMP_NUM_THREADS=${SLURM_CPUS_PER_TASK:-1} PYTHONUNBUFFERED=1
 [[ " ${cmd[*]} " == *" --threads "* ]] || cmd+=(--threads "$OMP_NUM_THREADS")
+# this attempt's line in run_info.jsonl, as the local runner writes it: the commit of the repository holding the script
+# ("+dirty": tracked files changed) and the machine (the GPU's name for a --cuda run, else the CPU model)
+commit=$(git -C "$(dirname "${cmd[1]}")" rev-parse HEAD 2>/dev/null || true)
+if [ -z "$commit" ]; then
+  commit=unknown
+elif [ -n "$(git -C "$(dirname "${cmd[1]}")" status --porcelain --untracked-files=no 2>/dev/null || true)" ]; then
+  commit+="+dirty"
+fi
+cuda=no
+for token in "${cmd[@]}"; do case "$token" in --cuda) cuda=yes ;; --no-cuda) cuda=no ;; esac; done
+machine=
+gpu_query=(nvidia-smi --query-gpu=name --format=csv,noheader)
+if [ "$cuda" = yes ]; then  # the run's device 0: the first of CUDA_VISIBLE_DEVICES when set
+  visible=${CUDA_VISIBLE_DEVICES:-}
+  visible=${visible%%,*}
+  [ -z "$visible" ] || machine=$("${gpu_query[@]}" -i "$visible" 2>/dev/null) || machine=
+  [ -n "$machine" ] || machine=$("${gpu_query[@]}" 2>/dev/null) || machine=
+  machine=${machine%%$'\n'*}  # the first line
+fi
+cpu_model='s/^model name[[:space:]]*:[[:space:]]*//p'
+[ -n "$machine" ] || machine=$(sed -n "$cpu_model" /proc/cpuinfo 2>/dev/null | head -n 1 || true)
+machine=$(printf '%s' "$machine" | sed 's/^[[:space:]]*//; s/[[:space:]]*$//')
+[ -n "$machine" ] || machine=$(uname -m)
+machine=${machine//\\/\\\\}
+machine=${machine//\"/\\\"}
+printf '{"started": "%s", "runner": "slurm", "commit": "%s", "machine": "%s", "resumed_from": %s}\n' \
+  "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$commit" "$machine" "$resumed_from" >> run_info.jsonl
 start=$(date +%s)
 status=0
 { printf '$ %s\n' "${cmd[*]}"; "${cmd[@]}"; } >> log.txt 2>&1 || status=$?

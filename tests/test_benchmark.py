@@ -780,6 +780,165 @@ def test_slurm_script_is_valid_bash_with_one_array_task_per_unfinished_run(tmp_p
     assert "#SBATCH --array=0-2\n" in script.read_text()  # 6 runs, 3 finished
 
 
+def _git(repo, *args) -> str:
+    config = ["-c", "user.name=test", "-c", "user.email=test@example.com", "-c", "commit.gpgsign=false"]
+    return subprocess.run(["git", "-C", str(repo), *config, *args], check=True, capture_output=True, text=True).stdout
+
+
+# names two GPUs: `-i 1` the second, `-i 0` (or no -i) the first, another -i fails
+NVIDIA_SMI = r"""#!/bin/sh
+second='NVIDIA "Second" \ GPU'
+case "$*" in
+  *"-i 1"*) printf '%s\n' "$second" ;;
+  *"-i 0"* | *noheader) printf '%s\n' 'NVIDIA First GPU' "$second" ;;
+  *) echo 'No devices were found'; exit 6 ;;
+esac
+"""
+
+
+@pytest.fixture
+def fake_repo(tmp_path, fake_script, monkeypatch):
+    """The stand-in script committed in a git repository (tmp_path; what the runs write there is untracked), and on
+    PATH the NVIDIA_SMI stand-in, whose second GPU's name has a quote and a backslash (the Slurm script must escape them
+    in its JSON line). Returns the commit."""
+    _git(tmp_path, "init", "-q")
+    _git(tmp_path, "add", fake_script.name)
+    _git(tmp_path, "commit", "-q", "-m", "fake script")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "nvidia-smi").write_text(NVIDIA_SMI)
+    (bin_dir / "nvidia-smi").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    return _git(tmp_path, "rev-parse", "HEAD").strip()
+
+
+def test_the_machine_is_the_gpus_name_for_a_cuda_run_else_the_cpu_model(tmp_path, fake_repo, monkeypatch):
+    cpu = learning.cpu_model()
+    assert cpu and cpu != "unknown" and cpu == cpu.strip()
+    assert learning.machine_name(["python", "x.py"]) == cpu and learning.machine_name(["--cuda", "--no-cuda"]) == cpu
+    assert learning.machine_name(["python", "x.py", "--cuda"]) == "NVIDIA First GPU"
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1,0")  # the run's device 0 is the machine's GPU 1
+    assert learning.machine_name(["--cuda"]) == 'NVIDIA "Second" \\ GPU'
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "7")  # nvidia-smi cannot tell: its first GPU
+    assert learning.machine_name(["--cuda"]) == "NVIDIA First GPU"
+    assert learning.code_commit(tmp_path / "fake_script.py") == fake_repo
+    path = os.environ["PATH"]
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no nvidia-smi: the CPU; no git: no commit
+    assert learning.gpu_name() is None and learning.machine_name(["--cuda"]) == cpu
+    assert learning.code_commit(tmp_path / "fake_script.py") == "unknown"
+    monkeypatch.setenv("PATH", path)
+    outside = tmp_path.parent / f"{tmp_path.name}-not-a-repo"
+    outside.mkdir()
+    assert learning.code_commit(outside / "x.py") == "unknown"
+
+
+def test_each_attempt_records_the_commit_and_the_machine_and_a_fresh_start_forgets_the_failed_attempts(
+    tmp_path, fake_script, fake_repo, monkeypatch
+):
+    variants = {"cpu": (), "gpu": ("--cuda",)}
+    jobs = learning.build_jobs(
+        tmp_path / "out", ["lql"], {"Hopper-v4": 50}, [1], scripts={"lql": fake_script}, variants=variants
+    )
+    cpu_job, gpu_job = jobs
+    (tmp_path / "interrupt.txt").write_text("lql-cpu/seed1\n")  # cut: it resumes
+    (tmp_path / "fail.txt").write_text("lql-gpu/seed1\n")  # fails without a checkpoint: it starts afresh
+    assert [status for _, status in learning.run_jobs(jobs, workers=1, cores=1)] == [143, 3]
+    read = lambda job: [json.loads(line) for line in (job.run_dir / "run_info.jsonl").read_text().splitlines()]
+    (first,) = read(cpu_job)
+    assert first["commit"] == fake_repo and first["machine"] == learning.cpu_model() and first["runner"] == "local"
+    assert first["resumed_from"] is None and first["started"].endswith("Z")
+    assert [(r["commit"], r["machine"]) for r in read(gpu_job)] == [(fake_repo, "NVIDIA First GPU")]
+    # the script changes (uncommitted) before the second attempt, on another GPU
+    (tmp_path / "fail.txt").unlink()
+    with open(fake_script, "a") as f:
+        f.write("# changed\n")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    assert learning.run_jobs(jobs, workers=1, cores=1) == [] and all(job.done for job in jobs)
+    assert [(r["commit"], r["resumed_from"]) for r in read(cpu_job)] == [
+        (fake_repo, None),
+        (fake_repo + "+dirty", "runs/r1/checkpoint.pt"),
+    ]
+    assert [(r["commit"], r["machine"]) for r in read(gpu_job)] == [(fake_repo + "+dirty", 'NVIDIA "Second" \\ GPU')]
+    # the aggregator's reading: every attempt's distinct values, in order
+    assert aggregate.run_info(cpu_job.run_dir) == (f"{fake_repo}; {fake_repo}+dirty", learning.cpu_model())
+    assert aggregate.run_info(gpu_job.run_dir) == (f"{fake_repo}+dirty", 'NVIDIA "Second" \\ GPU')
+    assert aggregate.run_info(tmp_path) == ("", "")  # no run_info.jsonl: not recorded
+
+
+def test_slurm_tasks_record_the_commit_and_the_machine_as_the_local_runner_does(tmp_path, fake_script, fake_repo):
+    variants = {"cpu": (), "gpu": ("--cuda",)}
+    jobs = learning.build_jobs(
+        tmp_path / "out", ["lql"], {"Hopper-v4": 50}, [1], scripts={"lql": fake_script}, variants=variants
+    )
+    script = learning.write_slurm_script(jobs, tmp_path / "out", "01:00:00", 1)
+    env = {**os.environ, "SLURM_ARRAY_TASK_ID": "0", "CUDA_VISIBLE_DEVICES": "1"}
+    read = lambda job: [json.loads(line) for line in (job.run_dir / "run_info.jsonl").read_text().splitlines()]
+    for task, job in enumerate(jobs):
+        (job.run_dir / "runs" / "r1").mkdir(parents=True)  # an interrupted local attempt left a checkpoint
+        (job.run_dir / "runs" / "r1" / "checkpoint.pt").write_text("state")
+        (job.run_dir / "run_info.jsonl").write_text(json.dumps({"commit": "abc", "machine": "laptop"}) + "\n")
+        result = subprocess.run(["bash", str(script)], env={**env, "SLURM_ARRAY_TASK_ID": str(task)}, capture_output=True)
+        assert result.returncode == 0, result.stderr
+        assert job.done
+    (_, cpu), (_, gpu) = read(jobs[0]), read(jobs[1])
+    assert cpu["commit"] == gpu["commit"] == learning.code_commit(fake_script) == fake_repo
+    assert cpu["machine"] == learning.cpu_model() and gpu["machine"] == 'NVIDIA "Second" \\ GPU'  # JSON escaped
+    assert cpu["runner"] == "slurm" and cpu["resumed_from"] == "runs/r1/checkpoint.pt"
+    assert set(cpu) == {"started", "runner", "commit", "machine", "resumed_from"}
+    assert aggregate.run_info(jobs[0].run_dir) == (f"abc; {fake_repo}", f"laptop; {learning.cpu_model()}")
+    # a fresh start (no checkpoint) begins a new file; the script changed since its commit
+    shutil.rmtree(jobs[0].run_dir)
+    with open(fake_script, "a") as f:
+        f.write("# changed\n")
+    assert subprocess.run(["bash", str(script)], env=env, capture_output=True).returncode == 0
+    assert [(r["commit"], r["resumed_from"]) for r in read(jobs[0])] == [(fake_repo + "+dirty", None)]
+
+
+def test_runs_csv_keeps_each_runs_commit_and_machine_and_reads_an_older_runs_csv_without_them(tmp_path):
+    first, later, older = tmp_path / "first", tmp_path / "later", tmp_path / "older"
+    numeric = "1234567890e12345678901234567890123456789"  # a commit pandas would read as a number
+    attempts = [(numeric, "Intel Xeon"), (numeric + "+dirty", "NVIDIA H100")]
+    run_dir = write_run(first, "nclql", "Hopper-v4", 1, [(2500, 1.0), (5000, 10.0)], 10.0)
+    (run_dir / "run_info.jsonl").write_text(
+        "".join(json.dumps({"commit": c, "machine": m}) + "\n" for c, m in attempts) + '{"commit": "cut sh'
+    )
+    write_run(first, "nclql", "Hopper-v4", 2, [(2500, 1.0), (5000, 20.0)], 10.0)  # made before they were recorded
+    aggregate.aggregate(first)
+    runs = list(csv.DictReader((first / "runs.csv").read_text().splitlines()))
+    assert list(runs[0]) == aggregate.RUN_COLUMNS
+    summary = [r for r in runs if r["series"] == "wall_time_s"]
+    assert [(r["seed"], r["commit"], r["machine"]) for r in summary] == [
+        ("1", f"{numeric}; {numeric}+dirty", "Intel Xeon; NVIDIA H100"),
+        ("2", "", ""),
+    ]
+    assert {(r["commit"], r["machine"]) for r in runs if r["series"] in ("eval", "train")} == {("", "")}
+    made_with = (
+        f"- Commits: {numeric} (1 run), {numeric}+dirty (1 run), not recorded (1 run); machines: Intel Xeon (1 run), "
+        "NVIDIA H100 (1 run), not recorded (1 run) (per run in runs.csv, columns `commit` and `machine`)."
+    )
+    assert made_with in (first / "results.md").read_text().splitlines()
+    # the run directories gone: the same values, and the same tables
+    later.mkdir()
+    shutil.copy(first / "runs.csv", later / "runs.csv")
+    assert [(r.commit, r.machine) for r in aggregate.find_runs(later)[0]] == [
+        (f"{numeric}; {numeric}+dirty", "Intel Xeon; NVIDIA H100"),
+        ("", ""),
+    ]
+    aggregate.aggregate(later)
+    for name in ("runs.csv", "results.md", "results.csv"):
+        assert (later / name).read_text() == (first / name).read_text()
+    # a runs.csv written before the columns existed: read, its runs not recorded
+    older.mkdir()
+    with open(first / "runs.csv") as f, open(older / "runs.csv", "w", newline="") as g:
+        writer = csv.writer(g)
+        for row in csv.reader(f):
+            writer.writerow(row[:4] + row[6:])
+    assert [(r.seed, r.commit, r.machine) for r in aggregate.read_runs(older / "runs.csv")] == [(1, "", ""), (2, "", "")]
+    aggregate.aggregate(older)
+    assert (older / "runs.csv").read_text().splitlines()[0] == ",".join(aggregate.RUN_COLUMNS)
+
+
 def test_a_slurm_run_is_aggregated_like_a_local_one(tmp_path):
     """The aggregation reads DONE and runs/ only, which both runners leave the same way."""
     run_dir = write_run(tmp_path, "nclql", "Hopper-v4", 1, [(5000, 42.0)], wall_time=50.0)
