@@ -694,6 +694,8 @@ def from_checkpoint(args):
     if flag is None:
         return args, None
     checkpoint, settable = load_checkpoint(getattr(args, flag)), [flag, *SETTABLE[flag].split()]
+    if flag == "resume" and "global_step" not in checkpoint:  # a --save-model file: critics only
+        raise SystemExit(f"error: {args.resume} is a saved model, not a checkpoint: --eval-checkpoint evaluates it")
     saved = {k: v for k, v in checkpoint["args"].items() if k in Args.__dataclass_fields__ and k not in SETTABLE}
     given = {k: v for k, v in asdict(args).items() if v != getattr(Args, k)}  # the flags that differ from the defaults
     for k, v in given.items():

@@ -271,6 +271,9 @@ def test_bad_checkpoints_are_refused_with_one_line(in_tmp_dir, trained_run):
         (lql, "foreign.pt", "error: foreign.pt is not a checkpoint of this project's scripts"),
         (nclql, checkpoint, f"error: {checkpoint} is a LQL checkpoint; this script is NC-LQL"),
     ]
+    model = f"{trained_run(lql)}/trained.cleanrl_model"
+    with pytest.raises(SystemExit, match=f"error: {model} is a saved model, not a checkpoint: --eval-checkpoint"):
+        lql.train(lql.Args(resume=model))
     for module, path, expected in cases:
         for flag in ("resume", "eval_checkpoint"):
             with pytest.raises(SystemExit) as refused:

@@ -54,17 +54,7 @@ def test_train_stores_terminations_only_and_true_final_observations_at_truncatio
             buffers.append(self)
 
     monkeypatch.setattr(module, "ReplayBuffer", RecordingBuffer)
-    args = tiny_run_args(
-        module,
-        env_id="CountdownEnv-v0",
-        total_timesteps=60,
-        num_envs=2,
-        learning_starts=40,
-        batch_size=16,
-        buffer_size=1000,
-        eval_episodes=1,
-        **SMALL[module],
-    )
+    args = tiny_run_args(module, env_id="CountdownEnv-v0", buffer_size=1000, eval_episodes=1, **SMALL[module])
     module.train(args)
     assert len(buffers) == 1
     rb = buffers[0]
