@@ -54,7 +54,9 @@ class Args:
     learning_starts: int = 30_000  # environment steps of uniform random actions before learning starts (authors: 30k)
     learning_rate: float = 1e-4  # the Adam learning rate of the critics
     reward_scale: float = 0.2  # rewards are multiplied by this in the TD target (authors: 0.2)
-    w: float = 0.1  # temperature in reward units, as SAC's alpha: pi ∝ exp(Q_env / w); bigger explores more (docs/lql.md)
+    # temperature in reward units, as SAC's alpha: pi ∝ exp(Q_env / w), bigger explores more; 0.05-0.25 learned best at small
+    # budgets; a fixed w turns greedier as Q grows with the returns (README.md#choosing-w)
+    w: float = 0.1
     langevin_steps: int = 20  # Langevin steps K per action and per TD-target action (NC-LQL's L*T = 20)
     step_size: float = 1e-2  # Langevin step size eps (constant; chosen by measurement: docs/lql.md)
     grad_norm: bool = False  # if toggled, unit-normalises the action-gradient per chain as the authors do (with --w 0.01)

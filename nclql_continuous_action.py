@@ -56,7 +56,9 @@ class Args:
     learning_starts: int = 30_000  # environment steps of uniform random actions before learning starts (authors: 30k)
     learning_rate: float = 1e-4  # the Adam learning rate of the critics
     reward_scale: float = 0.2  # rewards are multiplied by this in the TD target (authors: 0.2)
-    w: float = 0.1  # temperature in reward units, as SAC's alpha: pi ∝ exp(Q_env / w); bigger explores more (docs/nclql.md)
+    # temperature in reward units, as SAC's alpha: pi ∝ exp(Q_env / w), bigger explores more; 0.05-0.25 learned best at small
+    # budgets; a fixed w turns greedier as Q grows with the returns (README.md#choosing-w)
+    w: float = 0.1
     num_levels: int = 10  # number L of noise levels (authors: 10)
     sigma_max: float = 0.1  # largest noise level sigma_0 (authors: 0.1)
     sigma_min: float = 0.001  # smallest noise level sigma_{L-1}, the clean critic's (authors: 0.001)
