@@ -10,6 +10,9 @@
 #   benchmarks/reference/cleanrl_sac.sh table DIR [CSV]    the reference CSV on stdout: per env and 5k window, the mean
 #                                                          training return over the finished seeds (and its std); with
 #                                                          CSV (an earlier output), its rows for envs not in DIR kept
+#   benchmarks/reference/cleanrl_sac.sh seeds DIR [CSV]    DIR/cleanrl_sac_seeds.csv: each seed's training return per
+#                                                          5k window; with CSV (a table of another stack), DIR/stacks.md:
+#                                                          the stacks' seeds compared (benchmarks/reference/sac_seeds.py)
 # The script was written for gym 0.23. `setup` runs it on the gymnasium and MuJoCo that our scripts run on, so that both
 # arms of the table share one simulator: benchmarks/reference/gym_shim/gym.py, installed as the venv's `gym`, gives the
 # script gym 0.23's API on gymnasium (old reset and step, env.seed, same-step autoreset with "terminal_observation",
@@ -21,9 +24,9 @@
 set -euo pipefail
 mode=${1:-}
 dir=${2:-}
-if [[ -z "$dir" || ! "$mode" =~ ^(setup|setup-old-stack|run|table)$ ]]; then
-  echo "error: give a mode (setup, setup-old-stack, run or table) and a DIR" >&2
-  sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0" | head -11 >&2
+if [[ -z "$dir" || ! "$mode" =~ ^(setup|setup-old-stack|run|table|seeds)$ ]]; then
+  echo "error: give a mode (setup, setup-old-stack, run, table or seeds) and a DIR" >&2
+  sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0" | head -14 >&2
   exit 2
 fi
 dir=$(realpath -m "$dir")
@@ -102,6 +105,9 @@ EOF
     OMP_NUM_THREADS=1 "$venv/bin/python" "$script" --env-id "$env_id" --seed "$seed" \
       --total-timesteps 50000 --cuda False > log.txt 2>&1
     touch DONE
+    ;;
+  seeds)
+    exec "$venv/bin/python" "$root/benchmarks/reference/sac_seeds.py" "$dir" ${3:+"$3"}
     ;;
   table)
     earlier=${3:-}
