@@ -12,6 +12,9 @@
 #                                                                           of a learn run's output directory
 #   ./benchmark.sh aggregate DIR --select-seeds 1,2,3                       ... and tuned vs fixed w on held-out seeds
 #   ./benchmark.sh aggregate DIR --reference CSV [--unfinished]             ... training returns beside CSV's (CleanRL SAC)
+#   ./benchmark.sh confirm OURS_DIR --sac SAC_DIR [--out DIR]               the pre-registered comparison with CleanRL SAC
+#                      [--reference-algo cleanrl-sac] [--tasks A-v4,..]     (cleanrl_sac.sh run's DIR): verdicts per task
+#                                                                           and over the tasks (benchmarks/confirm.py)
 #   ./benchmark.sh spread CHECKPOINT [--setting NAME=ARGS ...]              the sampler's per-state spread on a trained
 #                                                                           critic, under other settings too
 #   ./benchmark.sh spread CHECKPOINT CHECKPOINT ...                         Q against returns over one run's copies
@@ -21,7 +24,7 @@ usage() { sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$(basename "$0")"; }  # the comment
 mode=${1:-}
 case "$mode" in
   -h | --help | help) usage; exit 0 ;;
-  speed | bandit | learn | aggregate | spread) ;;
+  speed | bandit | learn | aggregate | confirm | spread) ;;
   "") { echo "error: no mode given"; usage; } >&2; exit 2 ;;
   *) { echo "error: unknown mode '$mode'"; usage; } >&2; exit 2 ;;
 esac
@@ -35,5 +38,6 @@ case "$mode" in
   bandit) exec python benchmarks/bandit_2d.py "$@" ;;
   learn) exec python benchmarks/learning.py "$@" ;;
   aggregate) exec python benchmarks/aggregate.py "$@" ;;
+  confirm) exec python benchmarks/confirm.py "$@" ;;
   spread) exec python benchmarks/sampler_spread.py "$@" ;;
 esac

@@ -6,7 +6,8 @@
 #   benchmarks/reference/cleanrl_sac.sh setup-old-stack DIR  the same script on the gym of its era instead (gym 0.24.1,
 #                                                          mujoco 2.3.3), as the reference rows were first measured
 #   benchmarks/reference/cleanrl_sac.sh run DIR ENV SEED   one run at its defaults, 50k env steps, CPU, one thread:
-#                                                          DIR/ENV/seedSEED/ (an interrupted run starts again)
+#                                                          DIR/ENV/seedSEED/ (an interrupted run starts again), with
+#                                                          run_info.jsonl: the script and its stack, the CPU, the start
 #   benchmarks/reference/cleanrl_sac.sh table DIR [CSV]    the reference CSV on stdout: per env and 5k window, the mean
 #                                                          training return over the finished seeds (and its std); with
 #                                                          CSV (an earlier output), its rows for envs not in DIR kept
@@ -26,7 +27,7 @@ mode=${1:-}
 dir=${2:-}
 if [[ -z "$dir" || ! "$mode" =~ ^(setup|setup-old-stack|run|table|seeds)$ ]]; then
   echo "error: give a mode (setup, setup-old-stack, run, table or seeds) and a DIR" >&2
-  sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0" | head -14 >&2
+  sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0" | head -15 >&2
   exit 2
 fi
 dir=$(realpath -m "$dir")
@@ -102,6 +103,26 @@ EOF
     [[ -f "$script" ]] || { echo "error: no $script: run '$0 setup $dir' first" >&2; exit 2; }
     run_dir=$dir/$env_id/seed$seed
     rm -rf "$run_dir" && mkdir -p "$run_dir" && cd "$run_dir"
+    # the run's provenance for benchmarks/confirm.py, in the keys of our runner's run_info.jsonl (benchmarks/learning.py):
+    # "commit" names CleanRL's script and the stack it runs on, "machine" the CPU model
+    "$venv/bin/python" - "$venv/stack.txt" > run_info.jsonl <<'EOF'
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+stack = Path(sys.argv[1])  # absent in a venv set up before setup wrote it
+stack = stack.read_text().strip() if stack.exists() else "stack not recorded"
+cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
+models = [line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")]
+record = {
+    "commit": f"cleanrl 1.2.0 sac_continuous_action.py ({stack})",
+    "machine": models[0] if models and models[0] else platform.machine(),  # ARM's cpuinfo names no model
+    "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+}
+print(json.dumps(record))
+EOF
     OMP_NUM_THREADS=1 "$venv/bin/python" "$script" --env-id "$env_id" --seed "$seed" \
       --total-timesteps 50000 --cuda False > log.txt 2>&1
     touch DONE
