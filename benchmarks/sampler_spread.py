@@ -10,7 +10,9 @@ sizes. Columns, means over `--states` replayed states with `--chains` chains eac
 - action std: the standard deviation of the actions drawn at one state, per dimension (a uniform law on [-1, 1] has
   1/sqrt(3) = 0.577: a sampler near that barely left its uniform start);
 - clipped: the share of action coordinates on the box's faces;
-- Q of the actions: the critics' mean at the clean level, against the mean and the best of 4096 uniform actions.
+- Q of the actions: the critics' mean at the clean level, against the mean and the best of 4096 uniform actions;
+- TD-target noise: the std of the update's TD target over --draws draws of a' (the critics fixed), mean over the
+  buffer's last --transitions transitions: the part of the critics' regression target that is the sampler's dice.
 For a run with one environment it also compares Q at the buffer's recent (s, a) with their discounted returns (over-
 or under-estimation), and Q 1, 5, 20 and 50 steps before a termination with the reward left until it (does the
 critic see a fall coming?). Given several checkpoints of one-environment runs (copies kept during training), it prints
@@ -89,6 +91,26 @@ def spread(module, qf, args, obs, n_chains):
             q = qf(states, actions).mean(0)
     per_state = actions.view(len(obs), n_chains, -1)
     return per_state.std(1).mean().item(), (actions.abs() >= 1).float().mean().item(), q.mean().item()
+
+
+def td_target_noise(module, qf, qf_target, args, buffer, transitions, draws):
+    """The TD target's standard deviation over `draws` draws of a' by the sampler under `args` (the critics fixed), mean
+    over the buffer's last `transitions` transitions: how much the sampler's randomness alone moves the regression
+    target reward_scale * r + gamma * (1 - terminated) * min_i Q_i^targ(s', a') of the update."""
+    size = buffer["size"]
+    index = torch.arange(max(0, size - transitions), size)
+    next_obs, rewards, terminations = buffer["next_obs"][index], buffer["rewards"][index], buffer["terminations"][index]
+    targets = []
+    with torch.no_grad():
+        for _ in range(draws):
+            if hasattr(module, "noise_levels"):
+                sigmas = module.noise_levels(args.sigma_max, args.sigma_min, args.num_levels)
+                actions = module.sample_actions(qf, next_obs, sigmas, args)
+                next_q = qf_target(next_obs, actions, torch.full((1,), args.num_levels - 1)).min(0).values
+            else:
+                next_q = qf_target(next_obs, module.sample_actions(qf, next_obs, args)).min(0).values
+            targets.append(args.reward_scale * rewards + args.gamma * (1 - terminations) * next_q)
+    return torch.stack(targets).std(0).mean().item()
 
 
 def discounted_returns(args, buffer):
@@ -173,9 +195,11 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--last", type=int, default=5000, help="transitions for Q against returns (one env only)")
     parser.add_argument("--last-falls", type=int, default=20_000, help="transitions for Q before terminations (one env)")
+    parser.add_argument("--transitions", type=int, default=1000, help="recent transitions for the TD-target noise")
+    parser.add_argument("--draws", type=int, default=8, help="draws of a' per transition for the TD-target noise")
     options = parser.parse_args(argv)
-    if options.states < 1 or options.chains < 2:
-        raise SystemExit("error: --states must be >= 1 and --chains >= 2")
+    if options.states < 1 or options.chains < 2 or options.transitions < 1 or options.draws < 2:
+        raise SystemExit("error: --states and --transitions must be >= 1, --chains and --draws >= 2")
     named = {}
     for spec in options.setting:
         name, sep, text = spec.partition("=")
@@ -215,14 +239,19 @@ def main(argv=None):
             for k, (q, g, n) in falls.items():
                 print(f"| {k} | {q:.3f} | {g:.3f} | {n} |")
             print()
-    print("| sampler | action std per state | clipped | Q of the actions |")
-    print("|-|-|-|-|")
+    qf_target = type(qf)(buffer["obs"].shape[1], act_dim)
+    qf_target.load_state_dict(checkpoint["qf_target"])
+    print(f"TD-target noise: the std of the update's TD target over {options.draws} draws of a' (critics fixed), mean over")
+    print(f"the buffer's last {options.transitions:,} transitions.\n")
+    print("| sampler | action std per state | clipped | Q of the actions | TD-target noise |")
+    print("|-|-|-|-|-|")
     defaults = DEFAULT_SETTINGS[checkpoint["algorithm"]]
     rows = {"the run's own": []} | {name: shlex.split(text) for name, text in (named or defaults).items()}
     for name, tokens in rows.items():
         torch.manual_seed(options.seed)
         std, clipped, q = spread(module, qf, settings(tokens), obs, options.chains)
-        print(f"| {name} | {std:.3f} | {clipped:.3f} | {q:.3f} |")
+        noise = td_target_noise(module, qf, qf_target, settings(tokens), buffer, options.transitions, options.draws)
+        print(f"| {name} | {std:.3f} | {clipped:.3f} | {q:.3f} | {noise:.3f} |")
     return 0
 
 

@@ -315,14 +315,19 @@ def test_sampler_spread_compares_settings_on_a_trained_critic(capsys, trained_ru
     module = __import__(f"{script}_continuous_action")
     checkpoint = f"{trained_run(module)}/checkpoint.pt"
     capsys.readouterr()  # the training run's output, when this test made it
-    assert sampler_spread.main([checkpoint, "--states", "4", "--chains", "64"]) == 0
-    rows = [line.split(" | ") for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "-|" not in line]
-    stds = {name.lstrip("| "): float(std) for name, std, *_ in rows[1:]}
+    assert sampler_spread.main([checkpoint, "--states", "4", "--chains", "64", "--transitions", "64", "--draws", "4"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    header = lines.index("| sampler | action std per state | clipped | Q of the actions | TD-target noise |")
+    rows = [line.strip("| ").split(" | ") for line in lines[header + 2 :] if line.startswith("| ")]
+    stds = {name: float(std) for name, std, *_ in rows}
+    noise = {name: float(row[-1]) for name, *row in rows}
     defaults = sampler_spread.DEFAULT_SETTINGS["LQL" if script == "lql" else "NC-LQL"]
     assert list(stds) == ["the run's own", *defaults]
     assert all(0 <= std < 1 for std in stds.values()) and stds["the run's own"] > 0.1
     greedy = next(name for name in defaults if "--grad-norm" in name)  # a drift of fixed length: far narrower
     assert stds[greedy] < 0.5 * stds["the run's own"]
+    assert noise["the run's own"] > 0  # a sampler that draws: its a' move the target,
+    assert noise[greedy] < noise["the run's own"]  # less when it is narrower (here all at one corner of the box: 0)
     assert sampler_spread.main([checkpoint, "--states", "2", "--chains", "8", "--setting", "hot=--w 10"]) == 0
     assert "| hot | " in capsys.readouterr().out
     with pytest.raises(SystemExit, match="^error: --setting must be NAME=ARGS"):
