@@ -106,8 +106,11 @@ def main(argv=None) -> int:
     print(f"{out / 'cleanrl_sac_seeds.csv'}: {seeds.groupby('env').seed.nunique().to_dict()} finished seeds")
     if args.old_csv:
         table = stack_comparison(seeds, old_stack_seeds(args.old_csv))
+        stack = args.dir / "venv" / "stack.txt"  # cleanrl_sac.sh setup's record of this DIR's stack
+        stack = f" ({stack.read_text().strip()})" if stack.exists() else ""
         (out / "stacks.md").write_text(
-            f"# CleanRL SAC: {args.old_csv} against {args.dir.name}, training return over 40-50k env steps\n\n{table}\n\n"
+            f"# CleanRL SAC: the stack of {args.old_csv} (old) against {args.dir.name}{stack}, training return over 40-50k "
+            f"env steps\n\n{table}\n\n"
             "Difference: this stack's mean minus the old stack's, 95% percentile-bootstrap interval (each stack's seeds "
             "resampled independently, 2000 resamples, RNG seed 0); Mann-Whitney U, two-sided. Written by "
             "benchmarks/reference/sac_seeds.py.\n"
