@@ -605,19 +605,20 @@ def _fmt(x, digits=1):
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:,.{digits}f}"
 
 
+def run_counts(values) -> str:
+    """'a (3 runs), b (1 run)': each distinct commit or machine of the runs with its count (a run resumed on another
+    commit or machine, "; "-joined, counts under each)."""
+    seen = {}
+    for value in values:
+        for part in value.split("; ") if value else ["not recorded"]:
+            seen[part] = seen.get(part, 0) + 1
+    return ", ".join(f"{name} ({n} run{'s' if n > 1 else ''})" for name, n in seen.items())
+
+
 def provenance(results: list[RunResult]) -> str:
-    """One line naming the commits and the machines of the runs, each with its count of runs (a run resumed on another
-    commit or machine counts under each)."""
-
-    def counts(values) -> str:
-        seen = {}
-        for value in values:
-            for part in value.split("; ") if value else ["not recorded"]:
-                seen[part] = seen.get(part, 0) + 1
-        return ", ".join(f"{name} ({n} run{'s' if n > 1 else ''})" for name, n in seen.items())
-
+    """One line naming the commits and the machines of the runs, each with its count of runs."""
     return (
-        f"- Commits: {counts(r.commit for r in results)}; machines: {counts(r.machine for r in results)} (per run in "
+        f"- Commits: {run_counts(r.commit for r in results)}; machines: {run_counts(r.machine for r in results)} (per run in "
         "runs.csv, columns `commit` and `machine`)."
     )
 

@@ -449,15 +449,6 @@ def _span(start, end) -> str:
     return f"{start / 1000:g}-{end / 1000:g}k"
 
 
-def _counts(values) -> str:
-    """'a (3), b (1)': each distinct value (a "; "-joined one counts under each part) with its count of runs."""
-    seen = {}
-    for value in values:
-        for part in value.split("; ") if value else ["not recorded"]:
-            seen[part] = seen.get(part, 0) + 1
-    return ", ".join(f"{name} ({n})" for name, n in seen.items())
-
-
 def _with_ci(point, low, high, digits=2) -> str:
     return f"{aggregate._fmt(point, digits)} [{aggregate._fmt(low, digits)}, {aggregate._fmt(high, digits)}]"
 
@@ -551,7 +542,7 @@ def wall_clock_table(per_seed: pd.DataFrame, arms: list[str], tasks) -> list[str
     lines = [
         "## Wall clock per run",
         "",
-        "| algorithm | env | seeds | median | min-max | machines (runs) |",
+        "| algorithm | env | seeds | median | min-max | machines |",
         "|-|-|-|-|-|-|",
     ]
     for env_id in tasks:
@@ -562,7 +553,7 @@ def wall_clock_table(per_seed: pd.DataFrame, arms: list[str], tasks) -> list[str
             minutes = group.wall_time_s / 60
             lines.append(
                 f"| {arm} | {env_id} | {len(group)} | {minutes.median():.1f} min | "
-                f"{minutes.min():.1f}-{minutes.max():.1f} min | {_counts(group.machine)} |"
+                f"{minutes.min():.1f}-{minutes.max():.1f} min | {aggregate.run_counts(group.machine)} |"
             )
     return lines
 
@@ -701,8 +692,8 @@ def confirm(ours: Path, sac: Path | None, out: Path, reference: str = REFERENCE_
         "## Provenance",
         "",
         *[
-            f"- {arm}: commits {_counts(per_seed[per_seed.algo == arm].commit)}; machines "
-            f"{_counts(per_seed[per_seed.algo == arm].machine)} (runs in brackets; per run in per_seed.csv)."
+            f"- {arm}: commits {aggregate.run_counts(per_seed[per_seed.algo == arm].commit)}; machines "
+            f"{aggregate.run_counts(per_seed[per_seed.algo == arm].machine)} (per run in per_seed.csv)."
             for arm in arms
             if (per_seed.algo == arm).any()
         ],
