@@ -73,3 +73,27 @@ def test_stacks_differ_only_where_the_interval_of_the_difference_excludes_zero(t
 def test_a_missing_directory_is_refused_in_one_line(tmp_path):
     with pytest.raises(SystemExit, match="error: no such directory"):
         sac_seeds.main([str(tmp_path / "nothing")])
+
+
+def test_run_skips_a_finished_run_and_starts_an_unfinished_one_afresh(tmp_path):
+    """cleanrl_sac.sh run: a run with DONE is kept as it is (a pre-registered run is reported once, never re-run); one
+    without DONE is deleted and run again. A stub stands in for the venv's python (it writes what the run would)."""
+    import subprocess
+
+    venv = tmp_path / "venv"
+    (venv / "cleanrl").mkdir(parents=True)
+    (venv / "cleanrl" / "sac_continuous_action.py").write_text("")
+    (venv / "bin").mkdir()
+    (venv / "bin" / "python").write_text('#!/bin/sh\ncat > /dev/null; echo "ran $*"\n')
+    (venv / "bin" / "python").chmod(0o755)
+    finished, unfinished = (tmp_path / "Hopper-v4" / f"seed{s}" for s in (101, 102))
+    for run_dir in (finished, unfinished):
+        run_dir.mkdir(parents=True)
+        (run_dir / "log.txt").write_text("the first attempt\n")
+    (finished / "DONE").touch()
+    script = os.path.join(ROOT, "benchmarks", "reference", "cleanrl_sac.sh")
+    for seed in (101, 102):
+        result = subprocess.run(["bash", script, "run", str(tmp_path), "Hopper-v4", str(seed)], capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+    assert (finished / "log.txt").read_text() == "the first attempt\n"  # untouched
+    assert "--seed 102" in (unfinished / "log.txt").read_text() and (unfinished / "DONE").exists()  # run again

@@ -6,7 +6,8 @@
 #   benchmarks/reference/cleanrl_sac.sh setup-old-stack DIR  the same script on the gym of its era instead (gym 0.24.1,
 #                                                          mujoco 2.3.3), as the reference rows were first measured
 #   benchmarks/reference/cleanrl_sac.sh run DIR ENV SEED   one run at its defaults, 50k env steps, CPU, one thread:
-#                                                          DIR/ENV/seedSEED/ (an interrupted run starts again), with
+#                                                          DIR/ENV/seedSEED/ (an interrupted run starts again, a
+#                                                          finished one, with DONE, is skipped), with
 #                                                          run_info.jsonl: the script and its stack, the CPU, the start
 #   benchmarks/reference/cleanrl_sac.sh table DIR [CSV]    the reference CSV on stdout: per env and 5k window, the mean
 #                                                          training return over the finished seeds (and its std); with
@@ -102,6 +103,8 @@ EOF
     seed=${4:?seed}
     [[ -f "$script" ]] || { echo "error: no $script: run '$0 setup $dir' first" >&2; exit 2; }
     run_dir=$dir/$env_id/seed$seed
+    # a finished run is never run again (a pre-registered set reports every run once); an unfinished one starts afresh
+    [[ -f "$run_dir/DONE" ]] && { echo "$run_dir: finished earlier, skipped"; exit 0; }
     rm -rf "$run_dir" && mkdir -p "$run_dir" && cd "$run_dir"
     # the run's provenance for benchmarks/confirm.py, in the keys of our runner's run_info.jsonl (benchmarks/learning.py):
     # "commit" names CleanRL's script and the stack it runs on, "machine" the CPU model
