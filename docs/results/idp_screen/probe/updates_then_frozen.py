@@ -1,0 +1,47 @@
+"""From one checkpoint: K updates on the stored buffer alone (no new data, no acting), then episodes with the frozen
+online critics. Is a critic a few updates on already bad?"""
+
+import sys
+from pathlib import Path
+
+import gymnasium as gym
+import torch
+
+REPO = Path(__file__).resolve().parents[4]  # the repository root
+sys.path.insert(0, str(REPO / "benchmarks"))
+sys.path.insert(0, str(REPO))
+import sampler_spread  # noqa: E402
+
+torch.set_num_threads(1)
+path, episodes, ks = sys.argv[1], int(sys.argv[2]), [int(k) for k in sys.argv[3].split(",")]
+m, args, _, ck, _ = sampler_spread.load(path)
+obs_dim = ck["rb"]["obs"].shape[1]
+act_dim = ck["rb"]["actions"].shape[1]
+sigmas = m.noise_levels(args.sigma_max, args.sigma_min, args.num_levels)
+torch.manual_seed(0)
+qf = m.CriticEnsemble(obs_dim, act_dim)
+qf.load_state_dict(ck["qf"])
+qt = m.CriticEnsemble(obs_dim, act_dim)
+qt.load_state_dict(ck["qf_target"])
+opt = torch.optim.Adam(qf.parameters(), lr=args.learning_rate)
+opt.load_state_dict(ck["optimizer"])
+rb = m.ReplayBuffer(args.buffer_size, obs_dim, act_dim, "cpu")
+rb.load_state_dict(ck["rb"])
+done_updates = 0
+env = gym.make(args.env_id)
+for k in ks:
+    while done_updates < k:
+        m.update_critics(qf, qt, opt, rb.sample(args.batch_size), sigmas, args, args.w)
+        done_updates += 1
+    rets = []
+    for ep in range(episodes):
+        o, _ = env.reset(seed=2000 + ep)
+        done = False
+        R = 0.0
+        while not done:
+            a = m.sample_actions(qf, torch.as_tensor(o, dtype=torch.float32)[None], sigmas, args, args.w).detach().numpy()
+            o, r, term, trunc, _ = env.step(m.to_env_actions(a, env.action_space)[0])
+            R += r
+            done = term or trunc
+        rets.append(round(R))
+    print(f"after {k} updates (buffer only): frozen online critics {rets}", flush=True)
