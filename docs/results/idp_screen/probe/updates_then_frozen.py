@@ -1,5 +1,6 @@
 """From one checkpoint: K updates on the stored buffer alone (no new data, no acting), then episodes with the frozen
-online critics. Is a critic a few updates on already bad?"""
+online critics. Is a critic a few updates on already bad? An optional 4th argument sets the critics' learning rate
+of these updates (default: the run's)."""
 
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ import sampler_spread  # noqa: E402
 
 torch.set_num_threads(1)
 path, episodes, ks = sys.argv[1], int(sys.argv[2]), [int(k) for k in sys.argv[3].split(",")]
+learning_rate = float(sys.argv[4]) if len(sys.argv) > 4 else None
 m, args, _, ck, _ = sampler_spread.load(path)
 obs_dim = ck["rb"]["obs"].shape[1]
 act_dim = ck["rb"]["actions"].shape[1]
@@ -25,6 +27,8 @@ qt = m.CriticEnsemble(obs_dim, act_dim)
 qt.load_state_dict(ck["qf_target"])
 opt = torch.optim.Adam(qf.parameters(), lr=args.learning_rate)
 opt.load_state_dict(ck["optimizer"])
+for group in opt.param_groups:  # Adam's moments as the run left them, at this rate
+    group["lr"] = learning_rate or args.learning_rate
 rb = m.ReplayBuffer(args.buffer_size, obs_dim, act_dim, "cpu")
 rb.load_state_dict(ck["rb"])
 done_updates = 0
@@ -44,4 +48,4 @@ for k in ks:
             R += r
             done = term or trunc
         rets.append(round(R))
-    print(f"after {k} updates (buffer only): frozen online critics {rets}", flush=True)
+    print(f"after {k} updates (buffer only, rate {opt.param_groups[0]['lr']:g}): frozen online critics {rets}", flush=True)
