@@ -1,6 +1,6 @@
 """From one checkpoint: K updates on the stored buffer alone (no new data, no acting), then episodes with the frozen
 online critics. Is a critic a few updates on already bad? An optional 4th argument sets the critics' learning rate
-of these updates (default: the run's)."""
+of these updates (default: the run's), a 5th the sampler's chains per state when acting (--num-particles)."""
 
 import sys
 from pathlib import Path
@@ -17,6 +17,8 @@ torch.set_num_threads(1)
 path, episodes, ks = sys.argv[1], int(sys.argv[2]), [int(k) for k in sys.argv[3].split(",")]
 learning_rate = float(sys.argv[4]) if len(sys.argv) > 4 else None
 m, args, _, ck, _ = sampler_spread.load(path)
+if len(sys.argv) > 5:
+    args.num_particles = int(sys.argv[5])
 obs_dim = ck["rb"]["obs"].shape[1]
 act_dim = ck["rb"]["actions"].shape[1]
 sigmas = m.noise_levels(args.sigma_max, args.sigma_min, args.num_levels)
@@ -48,4 +50,8 @@ for k in ks:
             R += r
             done = term or trunc
         rets.append(round(R))
-    print(f"after {k} updates (buffer only, rate {opt.param_groups[0]['lr']:g}): frozen online critics {rets}", flush=True)
+    rate = opt.param_groups[0]["lr"]
+    print(
+        f"after {k} updates (buffer only, rate {rate:g}, {args.num_particles} chains): frozen online critics {rets}",
+        flush=True,
+    )
