@@ -26,14 +26,14 @@ Presets (updates = env steps after --learning-starts, divided by --num-envs; one
   --eval-frequency 2500 --eval-episodes 5 --compile, 2 workers: 12 runs, 3,500 and 7,500 updates each, 33,000 updates
   per worker. One run does about 14 updates/s while another shares this 2-core VM, so the preset takes about 45 min
   (43 min measured: docs/benchmarking.md). --num-envs 1 (one update per env step) would cost 5x more per env step.
-- sac-budget: CleanRL SAC's protocol at a small budget, Hopper-v4, Walker2d-v4, HalfCheetah-v4, 50,000 env steps,
-  seeds 1-3, both algorithms, --num-envs 1 (one update per env step) --learning-starts 5000 --eval-frequency 5000
-  --eval-episodes 10 --checkpoint-frequency 5000 --compile, SAC's critic learning rate and a colder sampler: for
-  NC-LQL --learning-rate 1e-3 --w 0.1 --step-size 1e-4 (its default sampler; chosen on Hopper-v4: docs/nclql.md), on
-  Walker2d-v4 with --learning-rate 3e-4 (its critic over-estimates at 1e-3) and on Hopper-v4 2e-3, for LQL
-  --learning-rate 1e-3 --w 0.1, 2 workers: 18 runs of 45,000 updates, 55-70 min each at the 12-15 env steps/s
-  measured on the 2-vCPU VM with two runs sharing it. Aggregate it beside CleanRL SAC's figures: `./benchmark.sh
-  aggregate DIR --reference benchmarks/reference/cleanrl_sac.csv`.
+- sac-budget: CleanRL SAC's protocol at a small budget, Hopper-v4, Walker2d-v4, HalfCheetah-v4,
+  InvertedDoublePendulum-v4 and Ant-v4, 50,000 env steps, seeds 1-3, both algorithms, --num-envs 1 (one update per env
+  step) --learning-starts 5000 --eval-frequency 5000 --eval-episodes 10 --checkpoint-frequency 5000 --compile, and one
+  setting per algorithm for every task, frozen by docs/preregistration.md: SAC's critic learning rate and the
+  plain-gradient sampler at --w 0.1, for NC-LQL --learning-rate 1e-3 --w 0.1 --step-size 1e-4, for LQL
+  --learning-rate 1e-3 --w 0.1. 2 workers: 30 runs of 45,000 updates, 55-80 min each at the 11-15 env steps/s
+  measured on the 2-vCPU VM with two runs sharing it, about 16 h. Compare with CleanRL SAC: `./benchmark.sh confirm
+  DIR --sac SAC_DIR` (docs/preregistration.md).
 - paper: the authors' protocol, HalfCheetah, Ant, Hopper, Humanoid, Walker2d, Swimmer (-v4), seeds 1-5, 5,000,000
   env steps, the scripts' defaults (the authors': --num-envs 5, 30k learning starts, evaluation of 20 episodes every
   125k steps) plus --compile, and for NC-LQL the authors' sampler, --grad-norm --w 0.01 --step-size 1e-4 (their
@@ -83,11 +83,10 @@ class Preset:
     slurm_time: str
     slurm_cpus: int
     algo_args: dict[str, tuple[str, ...]] = field(default_factory=dict)  # per algorithm, after script_args
-    env_args: dict[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)  # per (algorithm, env), after algo_args
 
 
 PAPER_ENVS = ("HalfCheetah-v4", "Ant-v4", "Hopper-v4", "Humanoid-v4", "Walker2d-v4", "Swimmer-v4")
-SAC_BUDGET_ENVS = ("Hopper-v4", "Walker2d-v4", "HalfCheetah-v4")
+SAC_BUDGET_ENVS = ("Hopper-v4", "Walker2d-v4", "HalfCheetah-v4", "InvertedDoublePendulum-v4", "Ant-v4")
 PRESETS = {
     "quick": Preset(
         budgets={"InvertedPendulum-v4": 20_000, "Hopper-v4": 40_000},
@@ -124,15 +123,13 @@ PRESETS = {
         workers=2,
         slurm_time="06:00:00",
         slurm_cpus=1,
-        # SAC's critic learning rate and the colder w; NC-LQL's sampler is its default, given explicitly so that these
-        # runs stay reproducible if a default changes (docs/sac_budget.md)
+        # one setting per algorithm for every task, frozen before the confirmatory runs (docs/preregistration.md): SAC's
+        # critic learning rate and the user's --w 0.1; NC-LQL's step is its default, given so that a changed default
+        # does not change the preset
         algo_args={
             "lql": ("--learning-rate", "1e-3", "--w", "0.1"),
             "nclql": ("--learning-rate", "1e-3", "--w", "0.1", "--step-size", "1e-4"),
         },
-        # Walker2d-v4's critic over-estimates at 1e-3; at 3e-4 NC-LQL is level with SAC there (8 seeds), where Hopper-v4 loses
-        # half its return; Hopper-v4 has the higher mean at 2e-3 (8 seeds against 6; docs/sac_budget.md)
-        env_args={("nclql", "Walker2d-v4"): ("--learning-rate", "3e-4"), ("nclql", "Hopper-v4"): ("--learning-rate", "2e-3")},
     ),
 }
 
@@ -184,20 +181,17 @@ def build_jobs(
     python=None,
     variants=None,
     algo_args=None,
-    env_args=None,
 ):
     """One job per (environment, seed, algorithm, variant), in that order: the algorithms alternate, so partial results
     compare. `variants` maps a name to script arguments: each algorithm runs once per variant, labelled `{algo}-{name}`
-    (default: one unnamed variant, labelled `{algo}`). Arguments: the preset's (`script_args`, then `algo_args[algo]`,
-    then `env_args[(algo, env_id)]`), replaced by `extra_args`, then by the variant's (the most specific wins)."""
+    (default: one unnamed variant, labelled `{algo}`). Arguments: the preset's (`script_args`, then `algo_args[algo]`),
+    replaced by `extra_args`, then by the variant's (the most specific wins)."""
     scripts, python = scripts or SCRIPTS, python or sys.executable
     jobs = []
     for env_id, steps in budgets.items():
         for seed in seeds:
             for algo in algos:
-                preset_args = merge_args(
-                    merge_args(script_args, (algo_args or {}).get(algo, ())), (env_args or {}).get((algo, env_id), ())
-                )
+                preset_args = merge_args(script_args, (algo_args or {}).get(algo, ()))
                 for variant, variant_args in (variants or {"": ()}).items():
                     label = f"{algo}-{variant}" if variant else algo
                     command = (
@@ -549,7 +543,7 @@ def parse(argv):
         "--preset",
         default="quick",
         choices=sorted(PRESETS),
-        help="quick (~45 min, 2 cores), sac-budget (~10 h, 2 cores) or paper (GPUs, days)",
+        help="quick (~45 min, 2 cores), sac-budget (~16 h, 2 cores) or paper (GPUs, days)",
     )
     p.add_argument("--algos", default=",".join(SCRIPTS), help="comma-separated, from: " + ", ".join(SCRIPTS))
     p.add_argument("--envs", help="comma-separated env ids (default: the preset's)")
@@ -615,7 +609,6 @@ def plan(argv):
         extra,
         variants=variants,
         algo_args=preset.algo_args,
-        env_args=preset.env_args,
     )
     return args, preset, jobs, workers, out
 

@@ -501,24 +501,26 @@ def test_job_list_is_algos_x_envs_x_seeds_with_the_presets_budgets_and_extra_arg
         )
 
 
-def test_sac_budget_preset_is_sacs_protocol_for_both_scripts(tmp_path):
+def test_sac_budget_preset_is_sacs_protocol_with_one_setting_for_every_task(tmp_path):
     *_, jobs, workers, _ = learning.plan(["--preset", "sac-budget", "--out", str(tmp_path)])
-    assert workers == 2 and len(jobs) == 2 * 3 * 3
+    tasks = ("Hopper-v4", "Walker2d-v4", "HalfCheetah-v4", "InvertedDoublePendulum-v4", "Ant-v4")  # the pre-registered five
+    assert workers == 2 and len(jobs) == 2 * 5 * 3
     assert {(j.algo, j.env_id, j.seed, j.total_timesteps) for j in jobs} == {
-        (a, e, s, 50_000) for a in ("lql", "nclql") for e in ("Hopper-v4", "Walker2d-v4", "HalfCheetah-v4") for s in (1, 2, 3)
+        (a, e, s, 50_000) for a in ("lql", "nclql") for e in tasks for s in (1, 2, 3)
+    }
+    frozen = {  # docs/preregistration.md: no per-task values
+        "nclql": {"--learning-rate": "1e-3", "--w": "0.1", "--step-size": "1e-4"},
+        "lql": {"--learning-rate": "1e-3", "--w": "0.1"},
     }
     for job in jobs:  # one env, one update per env step, 5k random warm-up, evaluation every 5k
         flags = dict(zip(job.command[2:], job.command[3:], strict=False))  # each flag -> the token after it
         assert (flags["--num-envs"], flags["--learning-starts"], flags["--eval-frequency"]) == ("1", "5000", "5000")
-        # NC-LQL's per-env rates: a slower critic on Walker2d-v4 (it over-estimates), a faster one on Hopper-v4
-        per_env = {("nclql", "Walker2d-v4"): "3e-4", ("nclql", "Hopper-v4"): "2e-3"}
-        assert job.command.count("--learning-rate") == 1  # the per-env rate replaces the per-algorithm one
-        assert flags["--learning-rate"] == per_env.get((job.algo, job.env_id), "1e-3")  # else SAC's critic lr
-        assert flags["--w"] == "0.1"  # the colder sampler (in reward units; 0.02 before w took them)
-        if job.algo == "nclql":  # NC-LQL's default step, given so that a changed default does not change the preset
-            assert flags["--step-size"] == "1e-4"
-        else:  # LQL keeps its own step
-            assert "--step-size" not in flags
+        assert job.command.count("--learning-rate") == 1
+        for flag, value in frozen[job.algo].items():
+            assert flag in job.command and (value is None or flags[flag] == value), (job.algo, job.env_id, flag)
+        assert ("--step-size" in flags) == (job.algo == "nclql")  # LQL keeps its own step
+    settings = {(j.algo, tuple(j.command[j.command.index("--exp-name") + 2 :])) for j in jobs}  # after env, seed, budget
+    assert len(settings) == 2  # one setting per algorithm, whatever the task
     *_, overridden, _, _ = learning.plan(["--preset", "sac-budget", "--out", str(tmp_path), "--", "--learning-rate", "5e-4"])
     assert all(j.command.count("--learning-rate") == 1 and "5e-4" in j.command for j in overridden)  # -- args win
 
