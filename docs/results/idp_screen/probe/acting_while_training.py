@@ -14,33 +14,20 @@ REPO = Path(__file__).resolve().parents[4]  # the repository root
 sys.path.insert(0, str(REPO / "benchmarks"))
 sys.path.insert(0, str(REPO))
 import sampler_spread  # noqa: E402
+from restore import training_state  # noqa: E402
 
 torch.set_num_threads(1)
 path, episodes, modes = sys.argv[1], int(sys.argv[2]), sys.argv[3].split(",")
 module, args, qf0, ck, _ = sampler_spread.load(path)
 m = module
 
-obs_dim = ck["rb"]["obs"].shape[1]
-act_dim = ck["rb"]["actions"].shape[1]
 sigmas = m.noise_levels(args.sigma_max, args.sigma_min, args.num_levels)
 w = args.w
 
 
-def fresh():
-    qf = m.CriticEnsemble(obs_dim, act_dim)
-    qf.load_state_dict(ck["qf"])
-    qt = m.CriticEnsemble(obs_dim, act_dim)
-    qt.load_state_dict(ck["qf_target"])
-    opt = torch.optim.Adam(qf.parameters(), lr=args.learning_rate)
-    opt.load_state_dict(ck["optimizer"])
-    rb = m.ReplayBuffer(args.buffer_size, obs_dim, act_dim, "cpu")
-    rb.load_state_dict(ck["rb"])
-    return qf, qt, opt, rb
-
-
 for mode in modes:
     torch.manual_seed(0)
-    qf, qt, opt, rb = fresh()
+    qf, qt, opt, rb = training_state(m, args, ck)
     env = gym.make(args.env_id)
     rets = []
     t0 = time.time()

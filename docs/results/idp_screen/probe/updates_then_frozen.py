@@ -12,6 +12,7 @@ REPO = Path(__file__).resolve().parents[4]  # the repository root
 sys.path.insert(0, str(REPO / "benchmarks"))
 sys.path.insert(0, str(REPO))
 import sampler_spread  # noqa: E402
+from restore import training_state  # noqa: E402
 
 torch.set_num_threads(1)
 path, episodes, ks = sys.argv[1], int(sys.argv[2]), [int(k) for k in sys.argv[3].split(",")]
@@ -19,20 +20,11 @@ learning_rate = float(sys.argv[4]) if len(sys.argv) > 4 else None
 m, args, _, ck, _ = sampler_spread.load(path)
 if len(sys.argv) > 5:
     args.num_particles = int(sys.argv[5])
-obs_dim = ck["rb"]["obs"].shape[1]
-act_dim = ck["rb"]["actions"].shape[1]
 sigmas = m.noise_levels(args.sigma_max, args.sigma_min, args.num_levels)
 torch.manual_seed(0)
-qf = m.CriticEnsemble(obs_dim, act_dim)
-qf.load_state_dict(ck["qf"])
-qt = m.CriticEnsemble(obs_dim, act_dim)
-qt.load_state_dict(ck["qf_target"])
-opt = torch.optim.Adam(qf.parameters(), lr=args.learning_rate)
-opt.load_state_dict(ck["optimizer"])
+qf, qt, opt, rb = training_state(m, args, ck)
 for group in opt.param_groups:  # Adam's moments as the run left them, at this rate
     group["lr"] = learning_rate or args.learning_rate
-rb = m.ReplayBuffer(args.buffer_size, obs_dim, act_dim, "cpu")
-rb.load_state_dict(ck["rb"])
 done_updates = 0
 env = gym.make(args.env_id)
 for k in ks:
