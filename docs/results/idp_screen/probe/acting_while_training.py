@@ -18,8 +18,7 @@ from restore import training_state  # noqa: E402
 
 torch.set_num_threads(1)
 path, episodes, modes = sys.argv[1], int(sys.argv[2]), sys.argv[3].split(",")
-module, args, qf0, ck, _ = sampler_spread.load(path)
-m = module
+m, args, _, ck, _ = sampler_spread.load(path)
 
 sigmas = m.noise_levels(args.sigma_max, args.sigma_min, args.num_levels)
 w = args.w
